@@ -1,0 +1,47 @@
+"""jaxgd: many gradient-descent configurations trained in one compiled JAX program."""
+
+from . import problems as problems
+from .data import BatchPlan as BatchPlan
+from .data import split as split
+from .engine import TrainState as TrainState
+from .engine import compile_count as compile_count
+from .engine import train_step as train_step
+from .optimizers import Optimizer as Optimizer
+from .optimizers import optimizer as optimizer
+from .problem import Problem as Problem
+from .problem import batch_gradient as batch_gradient
+from .problem import batch_loss as batch_loss
+from .problem import per_example_gradients as per_example_gradients
+from .results import SweepResult as SweepResult
+from .space import Space as Space
+from .space import choice as choice
+from .space import grid as grid
+from .space import loguniform as loguniform
+from .space import sample as sample
+from .space import uniform as uniform
+from .sweep import sweep as sweep
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchPlan",
+    "Optimizer",
+    "Problem",
+    "Space",
+    "SweepResult",
+    "TrainState",
+    "batch_gradient",
+    "batch_loss",
+    "choice",
+    "compile_count",
+    "grid",
+    "loguniform",
+    "optimizer",
+    "per_example_gradients",
+    "problems",
+    "sample",
+    "split",
+    "sweep",
+    "train_step",
+    "uniform",
+]

@@ -1,0 +1,153 @@
+"""Optimizers: optax transformations whose numeric hyperparameters live in the state.
+
+Every numeric hyperparameter (learning rate, momentum, betas, ...) is injected with
+``optax.inject_hyperparams``, so it is an array in the optimizer state: ``jax.vmap``
+over a stack of states gives every config its own values, and changing a value never
+recompiles. Structural choices (``nesterov``, ``centered``) are static keyword options
+and key the compiled program.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxgd import optimizer
+    >>> sgd = optimizer("sgd", nesterov=False)
+    >>> tx = sgd.transformation(learning_rate=0.1, momentum=0.9)
+    >>> state = tx.init({"w": jnp.zeros(3)})
+    >>> float(state.hyperparams["momentum"])
+    0.8999999761581543
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optax
+
+__all__ = ["Optimizer", "optimizer", "OPTIMIZERS"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """An optimizer family with its static options fixed.
+
+    Attributes:
+        name: a readable name ("sgd", "adam", or the factory's name).
+        factory: an optax factory such as ``optax.sgd``.
+        defaults: ``(name, value)`` pairs of the numeric hyperparameters that every config
+            carries in its state, with the value used when a config does not set it.
+            ``learning_rate`` has no default: every config must give one.
+        static_options: ``(name, value)`` pairs passed to the factory unchanged.
+    """
+
+    name: str
+    factory: Callable[..., optax.GradientTransformation]
+    defaults: tuple[tuple[str, float], ...]
+    static_options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def hyperparameter_names(self) -> tuple[str, ...]:
+        return ("learning_rate",) + tuple(name for name, _ in self.defaults)
+
+    def resolve(self, hyperparams: Mapping[str, float]) -> dict[str, float]:
+        """Complete ``hyperparams`` with the defaults; refuse unknown or missing names."""
+        unknown = sorted(set(hyperparams) - set(self.hyperparameter_names))
+        if unknown:
+            raise ValueError(
+                f"optimizer {self.name!r} got hyperparameters {unknown}; it takes "
+                f"{list(self.hyperparameter_names)} (static options: "
+                f"{[k for k, _ in self.static_options]} are set with jaxgd.optimizer(...))"
+            )
+        if "learning_rate" not in hyperparams:
+            raise ValueError(
+                f"optimizer {self.name!r}: every config needs a learning_rate; add "
+                "learning_rate=[...] to the space"
+            )
+        return {**dict(self.defaults), **hyperparams}
+
+    def transformation(self, **hyperparams: Any) -> optax.GradientTransformation:
+        """The optax transformation with these hyperparameter values injected in its state."""
+        values = self.resolve(hyperparams)
+        static = dict(self.static_options)
+        injected = optax.inject_hyperparams(self.factory, static_args=tuple(static))
+        return injected(**values, **static)
+
+
+def _named(name: str, factory, defaults: dict[str, float], **static: Any) -> Optimizer:
+    return Optimizer(name, factory, tuple(defaults.items()), tuple(sorted(static.items())))
+
+
+# Each entry: factory, numeric hyperparameters with defaults, static options with defaults.
+# Momentum defaults to 0.0, a value rather than None, so that every config of a family
+# has one optimizer-state structure and the whole family is one vmapped program.
+OPTIMIZERS: dict[str, tuple[Callable, dict[str, float], dict[str, Any]]] = {
+    "sgd": (optax.sgd, {"momentum": 0.0}, {"nesterov": False}),
+    "adam": (optax.adam, {"b1": 0.9, "b2": 0.999, "eps": 1e-8}, {"nesterov": False}),
+    "adamw": (
+        optax.adamw,
+        {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
+        {"nesterov": False},
+    ),
+    "rmsprop": (
+        optax.rmsprop,
+        {"decay": 0.9, "eps": 1e-8, "momentum": 0.0},
+        {"centered": False, "nesterov": False},
+    ),
+    "adagrad": (optax.adagrad, {"initial_accumulator_value": 0.1, "eps": 1e-7}, {}),
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def optimizer(name_or_factory: str | Callable | Optimizer, **static: Any) -> Optimizer:
+    """Look up an optimizer family by name, or wrap any optax factory.
+
+    Args:
+        name_or_factory: one of ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``,
+            ``"adagrad"``; an optax factory such as ``optax.lion``; or an ``Optimizer``.
+        **static: structural options, e.g. ``nesterov=True``.
+
+    Returns:
+        An ``Optimizer``. For a user factory, the numeric hyperparameters are the
+        factory's keyword arguments with numeric defaults (plus ``learning_rate``).
+    """
+    if isinstance(name_or_factory, Optimizer):
+        if static:
+            options = {**dict(name_or_factory.static_options), **static}
+            return dataclasses.replace(name_or_factory, static_options=tuple(sorted(options.items())))
+        return name_or_factory
+    if isinstance(name_or_factory, str):
+        if name_or_factory not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer={name_or_factory!r} is not known; choose one of "
+                f"{sorted(OPTIMIZERS)} or pass an optax factory such as optax.lion"
+            )
+        factory, defaults, static_defaults = OPTIMIZERS[name_or_factory]
+        unknown = sorted(set(static) - set(static_defaults))
+        if unknown:
+            raise ValueError(
+                f"optimizer {name_or_factory!r} has no static option {unknown}; "
+                f"it has {sorted(static_defaults)}"
+            )
+        return _named(name_or_factory, factory, defaults, **{**static_defaults, **static})
+    if callable(name_or_factory):
+        signature = inspect.signature(name_or_factory)
+        if "learning_rate" not in signature.parameters:
+            raise ValueError(
+                f"{name_or_factory!r} takes no learning_rate argument: pass an optax "
+                "optimizer factory such as optax.sgd or optax.lion"
+            )
+        defaults = {
+            p.name: float(p.default)
+            for p in signature.parameters.values()
+            if p.name != "learning_rate" and p.name not in static and _is_number(p.default)
+        }
+        name = getattr(name_or_factory, "__name__", repr(name_or_factory))
+        return _named(name, name_or_factory, defaults, **static)
+    raise TypeError(
+        f"optimizer={name_or_factory!r}: expected a name, an optax factory or an Optimizer"
+    )

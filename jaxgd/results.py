@@ -1,0 +1,180 @@
+"""``SweepResult``: one row per config plus per-epoch histories, and its writers."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SweepResult"]
+
+PyTree = Any
+
+
+def _atomic_write(path: str | os.PathLike, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half file."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else value
+    return value
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """The outcome of ``jaxgd.sweep``, in the order of the space's configs.
+
+    Attributes:
+        configs: per config, its hyperparameters with ``optimizer``, ``batch_size`` and
+            ``seed`` filled in.
+        history: ``{metric: array [config, epoch]}``: ``train_loss`` (mean over the
+            epoch's examples), ``val_loss`` and ``val_<metric>`` when there is a
+            validation set, ``eval_*`` for a separate evaluation set, ``updates``
+            (cumulative), ``examples_seen`` (cumulative) and ``batch_size``.
+        updates, examples_seen: ``[config]`` totals.
+        diverged: ``[config]`` bool; ``diverged_step``: the update index at which the loss
+            or update first turned non-finite (-1 if never). A diverged config is frozen.
+        seconds: ``[config]`` wall time of the run that trained it (its group's, shared by
+            the configs trained together), compilation excluded; ``compile_seconds`` alike.
+        params: final parameters with a leading config axis, if asked for.
+    """
+
+    configs: list[dict[str, Any]]
+    history: dict[str, np.ndarray]
+    updates: np.ndarray
+    examples_seen: np.ndarray
+    diverged: np.ndarray
+    diverged_step: np.ndarray
+    seconds: np.ndarray
+    compile_seconds: np.ndarray
+    params: PyTree | None = None
+
+    def __len__(self) -> int:
+        return len(self.configs)
+
+    @property
+    def epochs(self) -> int:
+        return next(iter(self.history.values())).shape[1]
+
+    def _metric_names(self) -> list[str]:
+        skip = {"updates", "examples_seen", "batch_size"}
+        return [name for name in self.history if name not in skip]
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per config: hyperparameters, final and best metrics, counters, time.
+
+        ``best_<metric>`` is the minimum over epochs for losses and the maximum for other
+        metrics (accuracy); diverged epochs (NaN) are skipped.
+        """
+        rows = []
+        for i, config in enumerate(self.configs):
+            row = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.items()}
+            for name in self._metric_names():
+                values = self.history[name][i]
+                row[f"final_{name}"] = float(values[-1])
+                finite = values[np.isfinite(values)]
+                if finite.size:
+                    best = finite.min() if name.endswith("loss") else finite.max()
+                    row[f"best_{name}"] = float(best)
+                else:
+                    row[f"best_{name}"] = float("nan")
+            row["updates"] = int(self.updates[i])
+            row["examples_seen"] = int(self.examples_seen[i])
+            row["diverged"] = bool(self.diverged[i])
+            row["diverged_step"] = int(self.diverged_step[i])
+            row["seconds"] = float(self.seconds[i])
+            row["compile_seconds"] = float(self.compile_seconds[i])
+            rows.append(row)
+        return rows
+
+    def best(self, metric: str = "val_loss", mode: str | None = None) -> dict[str, Any]:
+        """The row of the config with the best final ``metric`` among those that did not
+        diverge; ``mode`` is "min" (default for losses) or "max"."""
+        if metric not in self.history:
+            raise ValueError(f"metric={metric!r} is not recorded; have {sorted(self.history)}")
+        mode = mode or ("min" if metric.endswith("loss") else "max")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode={mode!r}: use 'min' or 'max'")
+        final = self.history[metric][:, -1].astype(float).copy()
+        final[self.diverged | ~np.isfinite(final)] = np.inf if mode == "min" else -np.inf
+        index = int(np.argmin(final) if mode == "min" else np.argmax(final))
+        return self.table()[index]
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        rows = self.table()
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        lines = _CsvBuffer()
+        writer = csv.DictWriter(lines, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        _atomic_write(path, lines.text())
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Rows and histories; NaN is written as null."""
+        document = {
+            "rows": [{k: _plain(v) for k, v in row.items()} for row in self.table()],
+            "history": {
+                name: [[_plain(float(v)) for v in row] for row in values]
+                for name, values in self.history.items()
+            },
+        }
+        _atomic_write(path, json.dumps(document, indent=1))
+
+    def to_pandas(self):
+        """The table as a ``pandas.DataFrame`` (needs pandas: ``pip install jaxgd[pandas]``)."""
+        try:
+            import pandas as pd
+        except ImportError as error:
+            raise ImportError("to_pandas() needs pandas: pip install 'jaxgd[pandas]'") from error
+        return pd.DataFrame(self.table())
+
+    def format_table(self, columns: list[str] | None = None, max_rows: int = 40) -> str:
+        """A plain-text table of the rows, for terminals."""
+        rows = self.table()
+        if columns is None:
+            columns = [c for c in rows[0] if not c.startswith("best_") or c == "best_val_loss"]
+            columns = [c for c in columns if c not in ("diverged_step", "compile_seconds")]
+        cells = [[_format_cell(row.get(c)) for c in columns] for row in rows[:max_rows]]
+        widths = [max(len(c), *(len(r[j]) for r in cells)) for j, c in enumerate(columns)]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+        if len(rows) > max_rows:
+            lines.append(f"... {len(rows) - max_rows} more rows")
+        return "\n".join(lines)
+
+
+def _format_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class _CsvBuffer:
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+
+    def text(self) -> str:
+        return "".join(self.parts)

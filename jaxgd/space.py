@@ -1,0 +1,114 @@
+"""Search spaces: a ``Space`` is an ordered list of configs (dicts of hyperparameters).
+
+Keys with a special meaning: ``batch_size`` (int), ``seed`` (int: initial parameters and
+data order), ``optimizer`` (a name, an optax factory or an ``Optimizer``), and the
+optimizer's static options (e.g. ``nesterov``). Every other key is a numeric
+hyperparameter of the optimizer (``learning_rate``, ``momentum``, ``b1``, ...).
+
+Example:
+    >>> space = grid(learning_rate=[0.1, 0.01], momentum=[0.0, 0.9], seed=[0, 1])
+    >>> len(space), space[0]
+    (8, {'learning_rate': 0.1, 'momentum': 0.0, 'seed': 0})
+    >>> len(sample(5, seed=0, learning_rate=loguniform(1e-4, 1e-1), momentum=[0.0, 0.9]))
+    5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Space", "grid", "sample", "loguniform", "uniform", "choice"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """An ordered collection of configs; ``+`` concatenates spaces."""
+
+    configs: tuple[Mapping[str, Any], ...]
+
+    def __len__(self) -> int:
+        return len(self.configs)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (dict(c) for c in self.configs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return dict(self.configs[index])
+
+    def __add__(self, other: Space) -> Space:
+        return Space(self.configs + tuple(other.configs))
+
+
+def grid(**axes: Sequence[Any] | Any) -> Space:
+    """The Cartesian product of the given values, the last axis varying fastest.
+
+    A scalar is a one-value axis: ``grid(learning_rate=[0.1, 0.01], momentum=0.9)``.
+    """
+    if not axes:
+        raise ValueError("grid() needs at least one axis, e.g. grid(learning_rate=[0.1, 0.01])")
+    values = {}
+    for name, axis in axes.items():
+        axis = list(axis) if isinstance(axis, (list, tuple, np.ndarray, range)) else [axis]
+        if not axis:
+            raise ValueError(f"grid axis {name}=[] is empty: give at least one value")
+        values[name] = [v.item() if isinstance(v, np.generic) else v for v in axis]
+    names = list(values)
+    return Space(tuple(dict(zip(names, combo)) for combo in itertools.product(*values.values())))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Distribution:
+    kind: str
+    low: float = 0.0
+    high: float = 1.0
+    values: tuple[Any, ...] = ()
+
+    def draw(self, rng: np.random.Generator, size: int) -> list[Any]:
+        if self.kind == "loguniform":
+            return np.exp(rng.uniform(math.log(self.low), math.log(self.high), size)).tolist()
+        if self.kind == "uniform":
+            return rng.uniform(self.low, self.high, size).tolist()
+        picks = rng.integers(0, len(self.values), size)
+        return [self.values[i] for i in picks]
+
+
+def loguniform(low: float, high: float) -> _Distribution:
+    """log x ~ U(log low, log high): the usual prior for learning rates."""
+    if not 0 < low < high:
+        raise ValueError(f"loguniform({low}, {high}): need 0 < low < high")
+    return _Distribution("loguniform", float(low), float(high))
+
+
+def uniform(low: float, high: float) -> _Distribution:
+    """x ~ U(low, high)."""
+    if not low < high:
+        raise ValueError(f"uniform({low}, {high}): need low < high")
+    return _Distribution("uniform", float(low), float(high))
+
+
+def choice(values: Sequence[Any]) -> _Distribution:
+    """x drawn uniformly from ``values``."""
+    if not len(values):
+        raise ValueError("choice([]) has nothing to choose from")
+    return _Distribution("choice", values=tuple(values))
+
+
+def sample(num: int, *, seed: int, **dimensions: Any) -> Space:
+    """``num`` random configs; each dimension is a distribution, a list (a choice) or a
+    constant. Draws use ``numpy.random.default_rng(seed)``, one dimension at a time in
+    the order given, so the same call gives the same space on every machine."""
+    if not isinstance(num, int) or num < 1:
+        raise ValueError(f"sample(num={num!r}): need a positive integer number of configs")
+    rng = np.random.default_rng(seed)
+    columns = {}
+    for name, dim in dimensions.items():
+        if isinstance(dim, (list, tuple)):
+            dim = choice(dim)
+        columns[name] = dim.draw(rng, num) if isinstance(dim, _Distribution) else [dim] * num
+    return Space(tuple({name: columns[name][i] for name in columns} for i in range(num)))
