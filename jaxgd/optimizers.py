@@ -24,6 +24,7 @@ import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import optax
 
 __all__ = ["Optimizer", "optimizer", "OPTIMIZERS"]
@@ -72,7 +73,26 @@ class Optimizer:
         values = self.resolve(hyperparams)
         static = dict(self.static_options)
         injected = optax.inject_hyperparams(self.factory, static_args=tuple(static))
-        return injected(**values, **static)
+        return _standard_promotion(injected(**values, **static))
+
+
+def _standard_promotion(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Run ``tx`` under JAX's standard dtype promotion.
+
+    Injected hyperparameters are float arrays rather than weakly typed Python floats, and
+    optax mixes them with its int32 step count (Adam's bias correction ``b1 ** t``), which
+    strict promotion refuses. Users who turn strict promotion on keep it everywhere else.
+    """
+
+    def init(params):
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.init(params)
+
+    def update(updates, state, params=None, **extra_args):
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.update(updates, state, params, **extra_args)
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def _named(name: str, factory, defaults: dict[str, float], **static: Any) -> Optimizer:
