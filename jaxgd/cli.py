@@ -1,0 +1,404 @@
+"""The ``jaxgd`` command line.
+
+``jaxgd demo`` runs a sweep on scikit-learn's 8x8 digits (learning rate x momentum x
+batch size x 2 seeds, SGD, one compiled program per group) and the classic regression
+exercises, prints a results table and writes ``results.csv``, ``results.json``,
+``exercises.json`` and PNG plots to ``--out`` (default ``runs/demo``).
+``jaxgd bench ...`` forwards its arguments to ``jaxgd.benchmark``.
+
+Example:
+    $ jaxgd demo --quick --out runs/quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """The digits grid and the epochs of each part of the demo."""
+
+    learning_rates: tuple[float, ...]
+    momenta: tuple[float, ...]
+    batch_sizes: tuple[int, ...]
+    seeds: tuple[int, ...]
+    digits_epochs: int
+    multiple_regression_epochs: int
+    parabola_steps: int
+
+
+# The full demo takes about 30 s on a 2-core CPU, most of it compiling one program per
+# batch size; the quick one keeps two batch sizes so that every plot still has panels.
+FULL = DemoSettings(
+    learning_rates=(0.03, 0.1, 0.3, 1.0),
+    momenta=(0.0, 0.5, 0.9),
+    batch_sizes=(16, 64, 256),
+    seeds=(0, 1),
+    digits_epochs=30,
+    multiple_regression_epochs=8,
+    parabola_steps=60,
+)
+QUICK = DemoSettings(
+    learning_rates=(0.1, 0.5),
+    momenta=(0.0, 0.9),
+    batch_sizes=(32, 128),
+    seeds=(0, 1),
+    digits_epochs=3,
+    multiple_regression_epochs=5,
+    parabola_steps=20,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jaxgd`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        # Everything after "bench" belongs to the benchmark, --help included.
+        from . import benchmark
+
+        status = benchmark.main(argv[1:])
+        return int(status or 0)
+
+    parser = argparse.ArgumentParser(
+        prog="jaxgd",
+        description="Train many gradient-descent configurations in one compiled JAX program.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="a digits sweep (learning rate x momentum x batch size x seeds) and the "
+        "regression exercises, with a results table, CSV/JSON and plots",
+        description="Sweep SGD on the 8x8 digits over learning rate x momentum x batch size "
+        "x 2 seeds, run the classic regression exercises, and write the results.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    demo.add_argument("--quick", action="store_true", help="a seconds-long version (for tests)")
+    demo.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    commands.add_parser(
+        "bench", help="throughput benchmarks: jaxgd bench --help lists their options"
+    )
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return run_demo(args.out, quick=args.quick, plots=not args.no_plots)
+    parser.error(f"unknown command {args.command!r}")  # argparse refuses it before here
+    return 2
+
+
+def _group_timings(result) -> tuple[float, float, int]:
+    """Compile and run seconds summed over the compiled groups, and the group count.
+
+    ``SweepResult`` gives every config its group's timings; configs trained together
+    share both numbers exactly, so distinct (compile, run) pairs are distinct groups.
+    """
+    groups = set(zip(result.compile_seconds.tolist(), result.seconds.tolist(), strict=True))
+    return sum(c for c, _ in groups), sum(r for _, r in groups), len(groups)
+
+
+def _format_rows(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    cells = [[cell(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[j]) for r in cells)) for j, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _write_json(path: str, document: Any) -> None:
+    """Write to a temporary name, then rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(document, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _digits_sweep(settings: DemoSettings):
+    import jaxgd
+
+    problem, data = jaxgd.problems.digits_mlp()
+    space = jaxgd.grid(
+        learning_rate=list(settings.learning_rates),
+        momentum=list(settings.momenta),
+        batch_size=list(settings.batch_sizes),
+        seed=list(settings.seeds),
+    )
+    return jaxgd.sweep(
+        problem, data, optimizer="sgd", space=space, epochs=settings.digits_epochs, validation=0.2
+    )
+
+
+def _linear_regression() -> dict[str, Any]:
+    """The classic exercise: lr 0.1, batch 10, 10 epochs, seed 0, against least squares."""
+    import jaxgd
+
+    problem, data = jaxgd.problems.linear_regression()
+    result = jaxgd.sweep(
+        problem,
+        data,
+        space=jaxgd.grid(learning_rate=0.1, seed=0),
+        batch_size=10,
+        epochs=10,
+        validation=None,
+        return_params=True,
+    )
+    exact = jaxgd.problems.least_squares(data)
+    x, y = data["x"][:, 0].astype(np.float64), data["y"].astype(np.float64)
+    exact_mse = float(np.mean((exact["b"] + exact["w"][0] * x - y) ** 2))
+    return {
+        "sgd": {"b": float(result.params["b"][0]), "w": float(result.params["w"][0, 0])},
+        "least_squares": {"b": float(exact["b"]), "w": float(exact["w"][0])},
+        "final_train_loss": float(result.history["train_loss"][0, -1]),
+        "least_squares_loss": exact_mse,
+        "updates": int(result.updates[0]),
+        "result": result,
+    }
+
+
+def _multiple_regression(epochs: int) -> dict[str, Any]:
+    """SGD with momentum 0, 0.5 and 0.9 on 3 features; distance to least squares."""
+    import jaxgd
+
+    problem, data = jaxgd.problems.multiple_regression()
+    momenta = [0.0, 0.5, 0.9]
+    result = jaxgd.sweep(
+        problem,
+        data,
+        space=jaxgd.grid(learning_rate=0.01, momentum=momenta),
+        batch_size=20,
+        epochs=epochs,
+        validation=None,
+        return_params=True,
+    )
+    exact = jaxgd.problems.least_squares(data)
+    distance = np.sqrt(
+        np.sum((result.params["w"] - exact["w"]) ** 2, axis=1)
+        + (result.params["b"] - exact["b"]) ** 2
+    )
+    return {
+        "momentum": momenta,
+        "final_train_loss": result.history["train_loss"][:, -1].tolist(),
+        "distance_to_least_squares": distance.tolist(),
+        "result": result,
+    }
+
+
+def _parabola(steps: int) -> dict[str, Any]:
+    """f(x) = x²/6 from x = 3, learning rate 0.3, momentum 0, 0.5 and 0.9."""
+    import jaxgd
+
+    problem, data = jaxgd.problems.parabola(x0=3.0)
+    momenta = [0.0, 0.5, 0.9]
+    result = jaxgd.sweep(
+        problem,
+        data,
+        space=jaxgd.grid(learning_rate=0.3, momentum=momenta),
+        batch_size=1,
+        epochs=steps,
+        epochs_per_chunk=steps,
+        validation=None,
+        return_params=True,
+    )
+    return {
+        "momentum": momenta,
+        "final_x": result.params["x"].tolist(),
+        "final_f": (result.params["x"].astype(np.float64) ** 2 / 6).tolist(),
+        "steps": steps,
+        "result": result,
+    }
+
+
+def run_demo(out: str, *, quick: bool = False, plots: bool = True) -> int:
+    """Run the demo and write its files to ``out``; returns 0."""
+    start = time.perf_counter()
+    settings = QUICK if quick else FULL
+    os.makedirs(out, exist_ok=True)
+    import jaxgd
+
+    grid_text = (
+        f"{len(settings.learning_rates)} learning rates x {len(settings.momenta)} momenta x "
+        f"{len(settings.batch_sizes)} batch sizes x {len(settings.seeds)} seeds"
+    )
+    print(
+        f"jaxgd {jaxgd.__version__} demo{' (quick)' if quick else ''}: digits MLP 64-64-10, "
+        f"SGD, {grid_text}, {settings.digits_epochs} epochs, 20% validation",
+        flush=True,
+    )
+    digits = _digits_sweep(settings)
+    linear = _linear_regression()
+    multiple = _multiple_regression(settings.multiple_regression_epochs)
+    parabola = _parabola(settings.parabola_steps)
+    sweeps = {
+        "digits": digits,
+        "linear_regression": linear["result"],
+        "multiple_regression": multiple["result"],
+        "parabola": parabola["result"],
+    }
+
+    digits.to_csv(os.path.join(out, "results.csv"))
+    digits.to_json(os.path.join(out, "results.json"))
+    written = ["results.csv", "results.json"]
+    timings = {name: _group_timings(result) for name, result in sweeps.items()}
+    exercises = {
+        name: {k: v for k, v in part.items() if k != "result"}
+        for name, part in (
+            ("linear_regression", linear),
+            ("multiple_regression", multiple),
+            ("parabola", parabola),
+        )
+    }
+    if plots:
+        from . import plots as plotting
+
+        plotting.loss_curves(digits, os.path.join(out, "loss_curves.png"), title="Digits MLP, SGD")
+        plotting.final_loss_heatmap(
+            digits,
+            os.path.join(out, "val_loss_heatmap.png"),
+            title="Digits MLP, SGD: final validation loss",
+        )
+        plotting.loss_curves(
+            multiple["result"],
+            os.path.join(out, "multiple_regression.png"),
+            metrics=("train_loss",),
+            color="momentum",
+            style="",
+            title="Multiple regression, SGD",
+        )
+        plotting.loss_curves(
+            parabola["result"],
+            os.path.join(out, "parabola.png"),
+            metrics=("train_loss",),
+            color="momentum",
+            style="",
+            title="Parabola f(x) = x²/6, gradient descent",
+        )
+        written += [
+            "loss_curves.png",
+            "val_loss_heatmap.png",
+            "multiple_regression.png",
+            "parabola.png",
+        ]
+
+    compile_seconds = sum(t[0] for t in timings.values())
+    run_seconds = sum(t[1] for t in timings.values())
+    wall_seconds = time.perf_counter() - start
+    summary = {
+        "quick": quick,
+        "settings": dataclasses.asdict(settings),
+        "exercises": exercises,
+        "compile_seconds": compile_seconds,
+        "run_seconds": run_seconds,
+        "compiled_groups": sum(t[2] for t in timings.values()),
+        "wall_seconds": wall_seconds,
+        "backend": _backend(),
+    }
+    _write_json(os.path.join(out, "exercises.json"), summary)
+    written.append("exercises.json")
+
+    _print_digits(digits, timings["digits"])
+    _print_exercises(linear, multiple, parabola)
+    print(
+        f"\nTime: {wall_seconds:.1f} s wall, {compile_seconds:.1f} s compiling "
+        f"{summary['compiled_groups']} groups, {run_seconds:.1f} s training "
+        f"({summary['backend']})"
+    )
+    print(f"Wrote {', '.join(written)} to {out}")
+    return 0
+
+
+def _backend() -> str:
+    import jax
+
+    device = jax.devices()[0]
+    return f"{jax.default_backend()}: {device.device_kind}, jax {jax.__version__}"
+
+
+def _print_digits(digits, timing: tuple[float, float, int]) -> None:
+    rows = digits.table()
+    usable = [r for r in rows if not r["diverged"] and np.isfinite(r["final_val_loss"])]
+    ranked = sorted(usable, key=lambda r: r["final_val_loss"])
+    columns = [
+        "learning_rate",
+        "momentum",
+        "batch_size",
+        "seed",
+        "final_train_loss",
+        "final_val_loss",
+        "final_val_accuracy",
+        "updates",
+    ]
+    print(
+        f"\nDigits: the best {min(10, len(ranked))} of {len(rows)} configs by final validation "
+        f"loss ({len(rows) - len(usable)} diverged)"
+    )
+    print(_format_rows(ranked[:10], columns))
+
+    print("\nBest config per batch size (updates per epoch fall as the batch grows):")
+    best_rows = []
+    for size in sorted({r["batch_size"] for r in rows}):
+        group = [r for r in ranked if r["batch_size"] == size]
+        if not group:
+            continue
+        best = dict(group[0])
+        best["updates_per_epoch"] = best["updates"] // digits.epochs
+        best["train_seconds"] = best.pop("seconds")
+        best_rows.append(best)
+    print(
+        _format_rows(
+            best_rows,
+            [
+                "batch_size",
+                "learning_rate",
+                "momentum",
+                "final_val_loss",
+                "final_val_accuracy",
+                "updates_per_epoch",
+                "train_seconds",
+                "compile_seconds",
+            ],
+        )
+    )
+    compile_seconds, run_seconds, groups = timing
+    print(
+        f"Digits sweep: {len(rows)} configs in {groups} compiled groups, "
+        f"{compile_seconds:.1f} s compiling, {run_seconds:.1f} s training"
+    )
+
+
+def _print_exercises(linear, multiple, parabola) -> None:
+    sgd, exact = linear["sgd"], linear["least_squares"]
+    print(
+        "\nLinear regression y = 4 + 3x + N(0,1), 20 points, lr 0.1, batch 10, "
+        f"{linear['updates']} updates:"
+    )
+    print(
+        f"  SGD           b = {sgd['b']:.3f}  w = {sgd['w']:.3f}  "
+        f"mean squared error {linear['final_train_loss']:.3f} (epoch mean)"
+    )
+    print(
+        f"  least squares b = {exact['b']:.3f}  w = {exact['w']:.3f}  "
+        f"mean squared error {linear['least_squares_loss']:.3f}"
+    )
+    print("Multiple regression (3 features, lr 0.01, batch 20): momentum helps")
+    for momentum, loss, distance in zip(
+        multiple["momentum"],
+        multiple["final_train_loss"],
+        multiple["distance_to_least_squares"],
+        strict=True,
+    ):
+        print(f"  momentum {momentum:<4g} train loss {loss:8.4f}  |θ - θ_ls| = {distance:.4f}")
+    print(f"Parabola f(x) = x²/6 from x = 3, lr 0.3, {parabola['steps']} steps:")
+    for momentum, x in zip(parabola["momentum"], parabola["final_x"], strict=True):
+        print(f"  momentum {momentum:<4g} x = {x: .2e}")
