@@ -66,6 +66,15 @@ def _label(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _finite_mean(curves: np.ndarray) -> np.ndarray:
+    """The mean over the first axis of the finite values; NaN where there are none
+    (a diverged config's epochs), without numpy's empty-slice warning."""
+    finite = np.isfinite(curves)
+    count = finite.sum(axis=0)
+    total = np.where(finite, curves, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def _seed_groups(result: SweepResult) -> dict[tuple, list[int]]:
     """Configs that differ only in their seed, keyed by the rest of the config."""
     groups: dict[tuple, list[int]] = {}
@@ -96,10 +105,10 @@ def loss_curves(
         ``path``, as a string.
     """
     matplotlib, Figure, Canvas = _matplotlib()
-    metrics = [m for m in metrics if m in result.history]
+    requested, metrics = list(metrics), [m for m in metrics if m in result.history]
     if not metrics:
         raise ValueError(
-            f"none of the metrics {list(metrics)} are recorded; have {sorted(result.history)}"
+            f"none of the metrics {requested} are recorded; have {sorted(result.history)}"
         )
     panels = _values(result, panel) or [None]
     colors = _values(result, color)
@@ -123,7 +132,7 @@ def loss_curves(
                 curves = values[members].astype(float)
                 ax.plot(
                     epochs,
-                    np.nanmean(curves, axis=0) if np.isfinite(curves).any() else curves[0],
+                    _finite_mean(curves),
                     color=color_of.get(config.get(color), "tab:blue"),
                     linestyle=style_of.get(config.get(style), "-"),
                     linewidth=1.4,
