@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -125,10 +126,19 @@ def _write_json(path: str, document: Any) -> None:
     os.replace(tmp, path)
 
 
+@functools.cache
+def _builtin(name: str, **options: Any):
+    """``jaxgd.problems.<name>(**options)``, built once per process: the compiled programs
+    are keyed by the problem, so a second demo in the same process compiles nothing."""
+    import jaxgd
+
+    return getattr(jaxgd.problems, name)(**options)
+
+
 def _digits_sweep(settings: DemoSettings):
     import jaxgd
 
-    problem, data = jaxgd.problems.digits_mlp()
+    problem, data = _builtin("digits_mlp")
     space = jaxgd.grid(
         learning_rate=list(settings.learning_rates),
         momentum=list(settings.momenta),
@@ -144,7 +154,7 @@ def _linear_regression() -> dict[str, Any]:
     """The classic exercise: lr 0.1, batch 10, 10 epochs, seed 0, against least squares."""
     import jaxgd
 
-    problem, data = jaxgd.problems.linear_regression()
+    problem, data = _builtin("linear_regression")
     result = jaxgd.sweep(
         problem,
         data,
@@ -171,7 +181,7 @@ def _multiple_regression(epochs: int) -> dict[str, Any]:
     """SGD with momentum 0, 0.5 and 0.9 on 3 features; distance to least squares."""
     import jaxgd
 
-    problem, data = jaxgd.problems.multiple_regression()
+    problem, data = _builtin("multiple_regression")
     momenta = [0.0, 0.5, 0.9]
     result = jaxgd.sweep(
         problem,
@@ -199,7 +209,7 @@ def _parabola(steps: int) -> dict[str, Any]:
     """f(x) = x²/6 from x = 3, learning rate 0.3, momentum 0, 0.5 and 0.9."""
     import jaxgd
 
-    problem, data = jaxgd.problems.parabola(x0=3.0)
+    problem, data = _builtin("parabola", x0=3.0)
     momenta = [0.0, 0.5, 0.9]
     result = jaxgd.sweep(
         problem,

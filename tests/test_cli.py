@@ -29,7 +29,7 @@ def check_demo_folder(out: pathlib.Path, num_configs: int, plots: bool = True) -
     assert len(document["rows"]) == num_configs
     assert len(document["history"]["val_loss"]) == num_configs
     summary = json.loads((out / "exercises.json").read_text())
-    assert summary["compile_seconds"] > 0 and summary["wall_seconds"] > 0
+    assert summary["compile_seconds"] >= 0 and summary["wall_seconds"] > 0
     linear = summary["exercises"]["linear_regression"]
     assert linear["updates"] == 20  # 20 points, batch 10, 10 epochs
     for name in PLOTS:
