@@ -1,0 +1,90 @@
+"""Smoke test of the throughput benchmark at a tiny size: structure and same work.
+
+No timing assertions: timings belong in benchmarks. Every method trains the same configs
+from the same parameters in the same data order, so their final losses agree.
+"""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from jaxgd import benchmark
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def test_quick_benchmark_writes_json_and_methods_agree(tmp_path):
+    methods = list(benchmark.METHODS if HAS_TORCH else ("jaxgd", "jaxgd_single", "optax_loop"))
+    # 200 examples with batch 16: 13 steps per epoch, the last over 8 examples.
+    code = benchmark.main(
+        ["--quick", "--methods", ",".join(methods), "--out", str(tmp_path), "--no-plots"]
+    )
+    assert code == 0
+    result = json.loads((tmp_path / "mlp.json").read_text())
+
+    assert result["schema"] == benchmark.SCHEMA
+    for field in ("platform", "device_kind", "cpu_model", "cpu_cores", "jax_version"):
+        assert field in result["device"]
+    assert result["dtype"] == "float32"
+    assert result["peak"]["flops_per_second"] > 0
+    assert result["methods"] == methods
+    points = result["points"]
+    assert {(p["sweep"], p["method"]) for p in points} == {
+        (sweep, method) for sweep in ("batch_size", "configs") for method in methods
+    }
+    for point in points:
+        for field in (
+            "compile_seconds",
+            "run_seconds_median",
+            "run_seconds_iqr",
+            "steps_per_second",
+            "examples_per_second_per_config",
+            "config_examples_per_second",
+            "timed_steps",
+            "extrapolated",
+            "mfu",
+        ):
+            assert field in point, field
+        assert len(point["run_seconds"]) == result["repeats"]
+        assert point["flops_per_step"] > 0
+        assert point["steps_per_config"] == 2 * -(-200 // point["batch_size"])
+
+    reference = {
+        (p["sweep"], p["batch_size"], p["configs"]): p["final_train_loss"]
+        for p in points
+        if p["method"] == "jaxgd"
+    }
+    for point in points:
+        losses = point["final_train_loss"]
+        assert losses is not None and len(losses) == point["configs"]
+        expected = reference[(point["sweep"], point["batch_size"], point["configs"])]
+        np.testing.assert_allclose(losses, expected, rtol=1e-3, atol=1e-4, err_msg=point["method"])
+    assert set(result["goals"]["speedup_over"]) == set(methods) - {"jaxgd"}
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is optional (jaxgd[bench])")
+@pytest.mark.parametrize("problem", ["digits_cnn", "linear_regression"])
+def test_other_problems_agree_with_torch(tmp_path, problem):
+    methods = "jaxgd,optax_loop,torch_eager,torch_func"
+    args = ["--quick", "--problem", problem, "--methods", methods, "--batch-sizes", "32"]
+    assert benchmark.main([*args, "--configs", "4", "--out", str(tmp_path), "--no-plots"]) == 0
+    result = json.loads((tmp_path / f"{problem}.json").read_text())
+    losses = {p["method"]: p["final_train_loss"] for p in result["points"] if p["configs"] == 4}
+    for method, values in losses.items():
+        np.testing.assert_allclose(values, losses["jaxgd"], rtol=1e-3, atol=1e-4, err_msg=method)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(SystemExit):
+        benchmark.main(["--methods", "jaxgd,keras"])
+    with pytest.raises(SystemExit):
+        benchmark.main(["--quick", "--batch-sizes", "500"])
+
+
+def test_configs_are_a_grid():
+    configs = benchmark.make_configs(16)
+    assert len(configs) == 16
+    assert len({c["learning_rate"] for c in configs}) == 4
+    assert len({c["momentum"] for c in configs}) == 4
