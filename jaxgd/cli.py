@@ -382,7 +382,7 @@ def _print_digits(digits, timing: tuple[float, float, int]) -> None:
     )
     compile_seconds, run_seconds, groups = timing
     print(
-        f"Digits sweep: {len(rows)} configs in {groups} compiled groups, "
+        f"Digits sweep: {len(rows)} configs in {groups} compiled group{'s' * (groups != 1)}, "
         f"{compile_seconds:.1f} s compiling, {run_seconds:.1f} s training"
     )
 
