@@ -13,6 +13,9 @@ from .problem import batch_gradient as batch_gradient
 from .problem import batch_loss as batch_loss
 from .problem import per_example_gradients as per_example_gradients
 from .results import SweepResult as SweepResult
+from .schedules import BatchSchedule as BatchSchedule
+from .schedules import batch_schedule as batch_schedule
+from .schedules import increase_batch_size as increase_batch_size
 from .space import Space as Space
 from .space import choice as choice
 from .space import grid as grid
@@ -25,6 +28,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchPlan",
+    "BatchSchedule",
+    "batch_schedule",
+    "increase_batch_size",
     "Optimizer",
     "Problem",
     "Space",

@@ -314,6 +314,143 @@ def _first_slots(slots: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]
     return rows, cols
 
 
+class GroupRunner:
+    """Runs one group chunk by chunk, so that several groups can be interleaved.
+
+    ``prepare()`` compiles (timed apart) and initialises; ``run_chunk(first_epoch)``
+    dispatches one chunk and returns its metrics as device arrays; ``finish()`` lays the
+    results out in the order of the configs given. Subclasses change the program.
+
+    Args:
+        settings_by_epoch: the group's static settings for each epoch; they differ only
+            when a batch-size schedule switches the batch plan at a chunk boundary.
+        hyperparams: per config, the optimizer's numeric hyperparameters (complete).
+        seeds: per config, the seed of its initial parameters and data order.
+        train: the training set on the device; ``evals``: named evaluation sets.
+    """
+
+    program = _chunk_program
+
+    def __init__(
+        self,
+        settings_by_epoch: Sequence[GroupSettings],
+        hyperparams: Sequence[dict[str, float]],
+        seeds: Sequence[int],
+        train: PyTree,
+        evals: dict[str, PyTree],
+    ):
+        self.settings_by_epoch = list(settings_by_epoch)
+        self.settings = self.settings_by_epoch[0]
+        self.count = len(hyperparams)
+        self.unique_seeds, self.slots = seed_layout(seeds)
+        self.hyperparams = hyperparams
+        self.train, self.evals = train, evals
+        self.chunks: list[dict[str, np.ndarray]] = []
+        self.compile_seconds = 0.0
+        self.run_seconds = 0.0
+
+    def _grid(self, values: Sequence[dict[str, float]], dtype=None) -> dict[str, jax.Array]:
+        dtype = dtype or jnp.result_type(float)
+        return {
+            name: jnp.asarray(np.array([[values[i][name] for i in row] for row in self.slots]), dtype)
+            for name in values[0]
+        }
+
+    def _init_args(self):
+        return (jnp.asarray(self.unique_seeds), self._grid(self.hyperparams))
+
+    def _chunk_args(self, first_epoch: int) -> tuple:
+        return (self.states, self.shuffle_keys, jnp.asarray(first_epoch, jnp.int32), self.train,
+                self.evals)
+
+    def _settings_at(self, first_epoch: int):
+        return self.settings_by_epoch[first_epoch]
+
+    def prepare(self) -> None:
+        """Compile the group's programs and initialise its state."""
+        init_args = self._init_args()
+        init, seconds = _init_program.compiled(*init_args, settings=self.settings)
+        self.compile_seconds += seconds
+        self.states, self.shuffle_keys = init(*init_args)
+        self.executables = {}
+        step = self.settings.epochs_per_chunk
+        for first in range(0, len(self.settings_by_epoch), step):
+            settings = self._settings_at(first)
+            if settings not in self.executables:
+                executable, seconds = self.program.compiled(*self._chunk_args(first),
+                                                            settings=settings)
+                self.executables[settings] = executable
+                self.compile_seconds += seconds
+        jax.block_until_ready(self.states)
+
+    def run_chunk(self, first_epoch: int) -> dict[str, jax.Array]:
+        start = time.perf_counter()
+        executable = self.executables[self._settings_at(first_epoch)]
+        self.states, metrics = executable(*self._chunk_args(first_epoch))
+        self.run_seconds += time.perf_counter() - start
+        return metrics
+
+    def record(self, metrics: dict[str, jax.Array]) -> dict[str, np.ndarray]:
+        """Bring a chunk's metrics to the host (waits for that chunk)."""
+        start = time.perf_counter()
+        values = {name: np.asarray(value) for name, value in metrics.items()}
+        self.run_seconds += time.perf_counter() - start
+        self.chunks.append(values)
+        return values
+
+    def finish(self, return_params: bool = False) -> GroupRun:
+        start = time.perf_counter()
+        jax.block_until_ready(self.states)
+        self.run_seconds += time.perf_counter() - start
+        rows, cols = _first_slots(self.slots, self.count)
+        history = {
+            name: np.concatenate([c[name] for c in self.chunks], axis=0)[:, rows, cols].T
+            for name in self.chunks[0]
+        }
+        train = self.states if isinstance(self.states, TrainState) else self.states.train
+        params = None
+        if return_params:
+            params = jax.tree.map(lambda leaf: np.asarray(leaf)[rows, cols], train.params)
+        return GroupRun(
+            history=history,
+            updates=np.asarray(train.updates)[rows, cols],
+            diverged=np.asarray(train.diverged)[rows, cols],
+            diverged_at=np.asarray(train.diverged_at)[rows, cols],
+            params=params,
+            compile_seconds=self.compile_seconds,
+            run_seconds=self.run_seconds,
+        )
+
+
+def run_interleaved(
+    runners: Sequence[GroupRunner],
+    epochs: int,
+    epochs_per_chunk: int,
+    on_chunk: Callable[[int, int, dict[str, np.ndarray]], None] | None = None,
+) -> None:
+    """Run every runner chunk by chunk, all groups through epoch e before any starts e+1,
+    so that between chunks every config has seen the same number of examples.
+
+    A chunk's metrics are read only after the next chunk is dispatched, so the device
+    does not wait for the host. ``on_chunk(group, epochs_done, metrics)`` is called for
+    each chunk read.
+    """
+    pending: list[tuple[int, int, dict]] = []
+
+    def drain():
+        for group, done, metrics in pending:
+            values = runners[group].record(metrics)
+            if on_chunk is not None:
+                on_chunk(group, done, values)
+        pending.clear()
+
+    for first in range(0, epochs, epochs_per_chunk):
+        dispatched = [(g, first + epochs_per_chunk, r.run_chunk(first)) for g, r in enumerate(runners)]
+        drain()
+        pending.extend(dispatched)
+    drain()
+
+
 def run_group(
     settings: GroupSettings,
     hyperparams: Sequence[dict[str, float]],
@@ -325,69 +462,15 @@ def run_group(
     return_params: bool = False,
     on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
 ) -> GroupRun:
-    """Train every config of one group for ``epochs`` epochs.
-
-    Args:
-        settings: the static settings shared by the group.
-        hyperparams: per config, the optimizer's numeric hyperparameters (complete).
-        seeds: per config, the seed of its initial parameters and data order.
-        train: the training set on the device; ``evals``: named evaluation sets.
-        epochs: a multiple of ``settings.epochs_per_chunk``.
-        on_chunk: called after each chunk with the epoch count and that chunk's metrics.
-    """
+    """Train every config of one group for ``epochs`` epochs (see ``GroupRunner``)."""
     if epochs % settings.epochs_per_chunk:
         raise ValueError(
             f"epochs={epochs} is not a multiple of epochs_per_chunk={settings.epochs_per_chunk}"
         )
-    count = len(hyperparams)
-    unique_seeds, slots = seed_layout(seeds)
-    dtype = jnp.result_type(float)
-    names = list(hyperparams[0])
-    grid = {name: jnp.asarray(np.array([[hyperparams[i][name] for i in row] for row in slots]), dtype)
-            for name in names}
-    init_args = (jnp.asarray(unique_seeds), grid)
-    init, compile_seconds = _init_program.compiled(*init_args, settings=settings)
-    states, shuffle_keys = init(*init_args)
-    chunk_args = (states, shuffle_keys, jnp.zeros([], jnp.int32), train, evals)
-    chunk, seconds = _chunk_program.compiled(*chunk_args, settings=settings)
-    compile_seconds += seconds
-
-    start = time.perf_counter()
-
-    chunks: list[dict[str, np.ndarray]] = []
-    pending = None
-    for first in range(0, epochs, settings.epochs_per_chunk):
-        states, metrics = chunk(states, shuffle_keys, jnp.asarray(first, jnp.int32), train, evals)
-        # Read the previous chunk's metrics only after dispatching this one, so the
-        # device never waits for the host.
-        if pending is not None:
-            _record(pending, chunks, on_chunk, first)
-        pending = metrics
-    _record(pending, chunks, on_chunk, epochs)
-    jax.block_until_ready(states)
-    run_seconds = time.perf_counter() - start
-
-    rows, cols = _first_slots(slots, count)
-    history = {
-        name: np.concatenate([c[name] for c in chunks], axis=0)[:, rows, cols].T
-        for name in chunks[0]
-    }
-    params = None
-    if return_params:
-        params = jax.tree.map(lambda leaf: np.asarray(leaf)[rows, cols], states.params)
-    return GroupRun(
-        history=history,
-        updates=np.asarray(states.updates)[rows, cols],
-        diverged=np.asarray(states.diverged)[rows, cols],
-        diverged_at=np.asarray(states.diverged_at)[rows, cols],
-        params=params,
-        compile_seconds=compile_seconds,
-        run_seconds=run_seconds,
+    runner = GroupRunner([settings] * epochs, hyperparams, seeds, train, evals)
+    runner.prepare()
+    run_interleaved(
+        [runner], epochs, settings.epochs_per_chunk,
+        None if on_chunk is None else (lambda _, done, values: on_chunk(done, values)),
     )
-
-
-def _record(metrics, chunks, on_chunk, epochs_done):
-    values = {name: np.asarray(value) for name, value in metrics.items()}
-    chunks.append(values)
-    if on_chunk is not None:
-        on_chunk(epochs_done, values)
+    return runner.finish(return_params)

@@ -68,6 +68,7 @@ class SweepResult:
     seconds: np.ndarray
     compile_seconds: np.ndarray
     params: PyTree | None = None
+    strategy: str = "grouped"
 
     def __len__(self) -> int:
         return len(self.configs)

@@ -7,20 +7,25 @@ batch size); each group is one ``vmap``-over-configs, ``scan``-over-steps progra
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
-from . import engine
+from . import accumulate, engine
 from .data import BatchPlan, as_dataset, num_examples, split
 from .optimizers import Optimizer, optimizer as make_optimizer
 from .problem import Problem
 from .results import SweepResult
+from .schedules import BatchSchedule
 from .space import Space
 
-__all__ = ["sweep", "ResolvedConfig", "resolve_configs"]
+__all__ = ["sweep", "ResolvedConfig", "resolve_configs", "choose_strategy", "STRATEGIES"]
 
 PyTree = Any
 
@@ -30,10 +35,17 @@ class ResolvedConfig:
     """A config split into what keys the program (static) and what is data (values)."""
 
     optimizer: Optimizer
-    batch_size: int
+    batch_size: int | BatchSchedule
     seed: int
     hyperparams: dict[str, float]
     row: dict[str, Any]
+    norm_test: float = math.inf
+
+    def batch_sizes(self, epochs: int) -> list[int]:
+        """The batch size in force at the start of each epoch."""
+        if isinstance(self.batch_size, BatchSchedule):
+            return self.batch_size.per_epoch(epochs)
+        return [self.batch_size] * epochs
 
 
 def _check_int(name: str, value: Any, index: int) -> int:
@@ -62,12 +74,19 @@ def resolve_configs(
                 f"config {index} has no batch_size: put batch_size=[...] in the space or pass "
                 "batch_size=... to sweep()"
             )
-        size = _check_int("batch_size", size, index)
-        if not 1 <= size <= num_train:
-            raise ValueError(
-                f"config {index}: batch_size={size} must be a positive integer no larger than "
-                f"the {num_train} training examples"
-            )
+        sizes = size.sizes if isinstance(size, BatchSchedule) else (size,)
+        for value in sizes:
+            value = _check_int("batch_size", value, index)
+            if not 1 <= value <= num_train:
+                raise ValueError(
+                    f"config {index}: batch_size={value} must be a positive integer no larger "
+                    f"than the {num_train} training examples"
+                )
+        if not isinstance(size, BatchSchedule):
+            size = int(size)
+        theta = config.pop("norm_test", math.inf)
+        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+            raise ValueError(f"config {index}: norm_test={theta!r} must be a positive number (θ)")
         seed = _check_int("seed", config.pop("seed", 0), index)
         base = make_optimizer(family)
         static_names = {name for name, _ in base.static_options}
@@ -81,8 +100,11 @@ def resolve_configs(
                     f"{sorted(static_names)}"
                 )
         hyperparams = {k: float(v) for k, v in opt.resolve(config).items()}
-        row = {"optimizer": opt.name, **static, **hyperparams, "batch_size": size, "seed": seed}
-        resolved.append(ResolvedConfig(opt, size, seed, hyperparams, row))
+        row = {"optimizer": opt.name, **static, **hyperparams,
+               "batch_size": str(size) if isinstance(size, BatchSchedule) else size, "seed": seed}
+        if math.isfinite(theta):
+            row["norm_test"] = float(theta)
+        resolved.append(ResolvedConfig(opt, size, seed, hyperparams, row, float(theta)))
     return resolved
 
 
@@ -117,6 +139,9 @@ def sweep(
     return_params: bool = False,
     progress: bool = False,
     on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    strategy: str = "auto",
+    micro_batch_size: int | None = None,
+    max_batch_size: int | None = None,
 ) -> SweepResult:
     """Train every config of ``space`` on ``data`` for ``epochs`` epochs.
 
@@ -135,7 +160,17 @@ def sweep(
         epochs_per_chunk: epochs per compiled call; the host records between calls.
         return_params: keep the final parameters (leading config axis) in the result.
         progress: show a tqdm progress bar (needs ``jaxgd[progress]``).
-        on_chunk: called as ``on_chunk(epochs_done, metrics)`` after each chunk.
+        on_chunk: called as ``on_chunk(epochs_done, metrics)`` after each chunk of each
+            group (``metrics["group"]`` says which).
+        strategy: how configs of different batch sizes run: ``"grouped"`` (one program
+            per batch size, interleaved chunk by chunk), ``"accumulate"`` (one program,
+            gradient accumulation over micro-batches) or ``"auto"``.
+        micro_batch_size: the accumulate strategy's micro-batch (default: the gcd of all
+            batch sizes).
+        max_batch_size: the cap of the adaptive norm test (default: the training set).
+
+    A config's ``batch_size`` may be a ``BatchSchedule``; a config's ``norm_test`` key
+    (θ) turns on the adaptive batch size of Byrd et al. 2012 for it.
 
     Returns:
         A ``SweepResult`` in the order of the space's configs.
@@ -163,11 +198,29 @@ def sweep(
     train = as_dataset(train)
     evals = {name: as_dataset(value) for name, value in evals.items()}
 
-    groups: dict[tuple, list[int]] = {}
-    for index, config in enumerate(configs):
-        groups.setdefault((config.optimizer, config.batch_size), []).append(index)
+    strategy = choose_strategy(configs, strategy, num_train, epochs, micro_batch_size,
+                               drop_last, epochs_per_chunk)
+    groups = _plan_groups(configs, strategy, problem, num_train, epochs, shuffle, drop_last,
+                          epochs_per_chunk, eval_batch_size, micro_batch_size, max_batch_size)
+    runners = [make_runner(train, evals) for make_runner, _ in groups]
+    # XLA compiles with the GIL released: the groups' programs compile side by side.
+    with ThreadPoolExecutor(max_workers=min(len(runners), 4)) as pool:
+        list(pool.map(lambda runner: runner.prepare(), runners))
 
-    bar = _progress_bar(progress, total=epochs * len(groups))
+    bar = _progress_bar(progress, total=epochs)
+    done_groups: dict[int, int] = {}
+
+    def report(group, done, metrics):
+        if on_chunk is not None:
+            on_chunk(done, {"group": group, **metrics})
+        done_groups[done] = done_groups.get(done, 0) + 1
+        if bar is not None and done_groups[done] == len(runners):
+            bar.update(epochs_per_chunk)
+
+    engine.run_interleaved(runners, epochs, epochs_per_chunk, report)
+    if bar is not None:
+        bar.close()
+
     count = len(configs)
     history: dict[str, np.ndarray] = {}
     updates = np.zeros(count, np.int64)
@@ -176,33 +229,10 @@ def sweep(
     seconds = np.zeros(count)
     compile_seconds = np.zeros(count)
     params_parts: list[tuple[list[int], PyTree]] = []
-    examples_seen = np.zeros(count, np.int64)
-    for (opt, size), members in groups.items():
-        plan = BatchPlan(num_train, size, drop_last)
-        settings = engine.GroupSettings(
-            problem, opt, plan, shuffle, epochs_per_chunk, eval_batch_size
-        )
-
-        def report(done, metrics, _bar=bar):
-            if on_chunk is not None:
-                on_chunk(done, metrics)
-            if _bar is not None:
-                _bar.update(epochs_per_chunk)
-
-        run = engine.run_group(
-            settings,
-            [configs[i].hyperparams for i in members],
-            [configs[i].seed for i in members],
-            train,
-            evals,
-            epochs,
-            return_params=return_params,
-            on_chunk=report,
-        )
-        run.history["examples_seen"] = np.broadcast_to(
-            plan.examples_per_epoch * np.arange(1, epochs + 1), (len(members), epochs)
-        )
-        run.history["batch_size"] = np.full((len(members), epochs), size)
+    for runner, (_, members) in zip(runners, groups):
+        run = runner.finish(return_params)
+        sizes = np.array([configs[i].batch_sizes(epochs) for i in members])
+        run.history.setdefault("batch_size", sizes)
         for name, values in run.history.items():
             if name not in history:
                 history[name] = np.full((count, epochs), np.nan)
@@ -212,25 +242,133 @@ def sweep(
         diverged_step[members] = run.diverged_at
         seconds[members] = run.run_seconds
         compile_seconds[members] = run.compile_seconds
-        examples_seen[members] = plan.examples_per_epoch * epochs
         if return_params:
             params_parts.append((members, run.params))
-    if bar is not None:
-        bar.close()
 
-    for name in ("updates", "examples_seen", "batch_size"):
+    per_epoch = np.array([_examples_per_epoch(c, num_train, epochs, drop_last) for c in configs])
+    history["examples_seen"] = np.cumsum(per_epoch, axis=1)
+    for name in ("updates", "batch_size"):
         history[name] = history[name].astype(np.int64)
     return SweepResult(
         configs=[c.row for c in configs],
         history=history,
         updates=updates,
-        examples_seen=examples_seen,
+        examples_seen=history["examples_seen"][:, -1].copy(),
         diverged=diverged,
         diverged_step=diverged_step,
         seconds=seconds,
         compile_seconds=compile_seconds,
         params=_merge_params(params_parts, count) if return_params else None,
+        strategy=strategy,
     )
+
+
+def _examples_per_epoch(config: ResolvedConfig, num_train: int, epochs: int, drop_last: bool):
+    if not drop_last:
+        return [num_train] * epochs
+    return [BatchPlan(num_train, b, True).examples_per_epoch for b in config.batch_sizes(epochs)]
+
+
+STRATEGIES = ("auto", "grouped", "accumulate")
+
+
+def choose_strategy(configs, strategy, num_train, epochs, micro_size, drop_last,
+                    epochs_per_chunk) -> str:
+    """Resolve ``strategy="auto"`` and refuse combinations that cannot run.
+
+    ``grouped`` compiles one program per distinct batch size (or schedule) and runs each
+    at its own batch size; ``accumulate`` compiles one program that walks every config
+    in micro-batches of m = gcd of all batch sizes. ``auto`` picks accumulate when the
+    norm test needs it, or when there are several groups and the micro-batch is not
+    much smaller than the batch sizes: see ``accumulate_overhead``.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r}: choose one of {STRATEGIES}")
+    adaptive = any(math.isfinite(c.norm_test) for c in configs)
+    if adaptive and strategy == "grouped":
+        raise ValueError("norm_test (adaptive batch size) needs strategy='accumulate' or 'auto': "
+                         "a config's batch size changes during an epoch")
+    if adaptive and drop_last:
+        raise ValueError("norm_test with drop_last=True is not supported: the batch size "
+                         "changes within an epoch, so 'the last partial batch' is undefined")
+    all_sizes = {b for c in configs for b in c.batch_sizes(epochs)}
+    if micro_size is not None and any(b % micro_size for b in all_sizes):
+        raise ValueError(f"micro_batch_size={micro_size} must divide every batch size; "
+                         f"got batch sizes {sorted(all_sizes)}")
+    if strategy == "grouped":
+        for c in configs:
+            if isinstance(c.batch_size, BatchSchedule):
+                bad = [e for e in c.batch_size.boundaries if e % epochs_per_chunk]
+                if bad:
+                    raise ValueError(f"batch-size schedule {c.batch_size} changes at epochs {bad}, "
+                                     f"not at chunk boundaries (epochs_per_chunk={epochs_per_chunk})")
+    if strategy != "auto":
+        return strategy
+    if adaptive:
+        return "accumulate"
+    schedules = {c.batch_size for c in configs}
+    if len(schedules) == 1 and not any(isinstance(s, BatchSchedule) for s in schedules):
+        return "grouped"
+    m = micro_size or accumulate.micro_batch_size(all_sizes)
+    overhead = accumulate_overhead(configs, m, num_train, epochs)
+    return "accumulate" if overhead <= AUTO_MAX_OVERHEAD else "grouped"
+
+
+# Accumulate runs ceil(N/m) micro-steps per epoch where the grouped programs together run
+# Σ_g ceil(N/b_g) steps. Below this ratio of steps the saved compilations win; measured
+# in benchmarks/mixed_batch.py (see benchmarks/README.md).
+AUTO_MAX_OVERHEAD = 2.0
+
+
+def accumulate_overhead(configs, micro_size, num_train, epochs) -> float:
+    """Steps of the accumulate program relative to the grouped programs' total."""
+    groups = {c.batch_size for c in configs}
+    grouped_steps = sum(
+        sum(math.ceil(num_train / b) for b in (g.per_epoch(epochs) if isinstance(g, BatchSchedule)
+                                                  else [g] * epochs))
+        for g in groups
+    )
+    return epochs * math.ceil(num_train / micro_size) / grouped_steps
+
+
+def _plan_groups(configs, strategy, problem, num_train, epochs, shuffle, drop_last,
+                 epochs_per_chunk, eval_batch_size, micro_size, max_batch_size):
+    """``[(make_runner(train, evals), member indices)]`` for the chosen strategy."""
+    hyper_groups: dict[Optimizer, list[int]] = {}
+    for index, config in enumerate(configs):
+        hyper_groups.setdefault(config.optimizer, []).append(index)
+    groups = []
+    if strategy == "accumulate":
+        for opt, members in hyper_groups.items():
+            sizes = [configs[i].batch_sizes(epochs) for i in members]
+            m = micro_size or accumulate.micro_batch_size({b for row in sizes for b in row})
+            norm_test = any(math.isfinite(configs[i].norm_test) for i in members)
+            cap = max_batch_size or num_train
+            settings = accumulate.AccumulateSettings(
+                problem, opt, num_train, m, shuffle, drop_last, epochs_per_chunk,
+                eval_batch_size, norm_test, max(1, cap // m),
+            )
+            groups.append((functools.partial(
+                accumulate.AccumulateRunner, settings,
+                [configs[i].hyperparams for i in members], [configs[i].seed for i in members],
+                batch_sizes_by_epoch=sizes, thetas=[configs[i].norm_test for i in members],
+            ), members))
+        return groups
+    by_key: dict[tuple, list[int]] = {}
+    for index, config in enumerate(configs):
+        by_key.setdefault((config.optimizer, config.batch_size), []).append(index)
+    for (opt, size), members in by_key.items():
+        per_epoch = configs[members[0]].batch_sizes(epochs)
+        settings_by_epoch = [
+            engine.GroupSettings(problem, opt, BatchPlan(num_train, b, drop_last), shuffle,
+                                 epochs_per_chunk, eval_batch_size)
+            for b in per_epoch
+        ]
+        groups.append((functools.partial(
+            engine.GroupRunner, settings_by_epoch,
+            [configs[i].hyperparams for i in members], [configs[i].seed for i in members],
+        ), members))
+    return groups
 
 
 def _merge_params(parts: list[tuple[list[int], PyTree]], count: int) -> PyTree:

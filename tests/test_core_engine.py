@@ -1,5 +1,6 @@
 """The engine and sweep: exact per-config semantics, independence, compile counts."""
 
+import functools
 import json
 
 import jax
@@ -15,6 +16,16 @@ PROBLEM = jaxgd.problems.mlp((8, 16, 3))
 DATA = jaxgd.problems.synthetic_classification(num_examples=210, num_features=8, num_classes=3)
 
 
+_REFERENCE_TX = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _reference_step(problem, params, opt_state, batch):
+    loss, grads = jax.value_and_grad(batch_loss, argnums=1)(problem.loss, params, batch)
+    updates, opt_state = _REFERENCE_TX.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
 def reference_run(problem, data, *, learning_rate, momentum, seed, batch_size, epochs,
                   shuffle=True, drop_last=False):
     """One config trained alone by a plain Python loop over batches: the semantics jaxgd
@@ -23,16 +34,15 @@ def reference_run(problem, data, *, learning_rate, momentum, seed, batch_size, e
     real examples; the partial last batch is kept unless drop_last."""
     init_key, shuffle_key = jax.random.split(jax.random.key(seed))
     params = problem.init(init_key)
-    tx = optax.sgd(learning_rate, momentum=momentum)
-    opt_state = tx.init(params)
+    # Hyperparameters injected so that one compiled step serves every config.
+    opt_state = _REFERENCE_TX.init(params)
+    opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+    opt_state.hyperparams["momentum"] = jnp.asarray(momentum, jnp.float32)
     n = len(data["y"])
     data = jax.tree.map(jnp.asarray, data)
 
-    @jax.jit
     def step(params, opt_state, batch):
-        loss, grads = jax.value_and_grad(batch_loss, argnums=1)(problem.loss, params, batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return _reference_step(problem, params, opt_state, batch)
 
     epoch_losses, updates = [], 0
     for epoch in range(epochs):
