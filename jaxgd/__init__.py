@@ -1,5 +1,6 @@
 """jaxgd: many gradient-descent configurations trained in one compiled JAX program."""
 
+from . import plots as plots
 from . import problems as problems
 from .data import BatchPlan as BatchPlan
 from .data import split as split
@@ -44,6 +45,7 @@ __all__ = [
     "loguniform",
     "optimizer",
     "per_example_gradients",
+    "plots",
     "problems",
     "sample",
     "split",

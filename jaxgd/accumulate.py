@@ -130,8 +130,10 @@ def accumulate_step(
     sq_norm_sum = state.sq_norm_sum
     if settings.norm_test:
         per_example = jax.vmap(jax.grad(problem.loss), in_axes=(None, 0))(params, batch)
-        norms = sum(jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1)
-                    for leaf in jax.tree.leaves(per_example))
+        norms = sum(
+            jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1)
+            for leaf in jax.tree.leaves(per_example)
+        )
         sq_norm_sum = sq_norm_sum + jnp.sum(jnp.where(mask, norms, 0))
 
     grad_sum = jax.tree.map(jnp.add, state.grad_sum, grads)
@@ -144,8 +146,14 @@ def accumulate_step(
 
     multiple = state.multiple
     if settings.norm_test:
-        passes, wanted = norm_test_multiple(grad_sum, sq_norm_sum, safe_count, state.theta,
-                                            settings.micro_size, settings.max_multiple)
+        passes, wanted = norm_test_multiple(
+            grad_sum,
+            sq_norm_sum,
+            safe_count,
+            state.theta,
+            settings.micro_size,
+            settings.max_multiple,
+        )
         grow = apply & ~passes & (total_count > 1)
         multiple = jnp.where(grow, jnp.maximum(multiple, wanted), multiple)
 
@@ -194,16 +202,18 @@ def _accumulate_init(seeds, hyperparams, multiples, thetas, *, settings: Accumul
     return state, shuffle_keys
 
 
-def _accumulate_chunk(states, shuffle_keys, first_epoch, multiples, train, evals, *,
-                      settings: AccumulateSettings):
+def _accumulate_chunk(
+    states, shuffle_keys, first_epoch, multiples, train, evals, *, settings: AccumulateSettings
+):
     """``epochs_per_chunk`` epochs of micro-steps for every config.
 
     ``multiples`` [epochs_per_chunk, U, M]: the scheduled k per epoch (0: keep).
     """
     plan = settings.plan
     step = functools.partial(accumulate_step, settings=settings)
-    step_all = jax.vmap(jax.vmap(step, in_axes=(0, None, None, None, None)),
-                        in_axes=(0, 0, 0, None, None))
+    step_all = jax.vmap(
+        jax.vmap(step, in_axes=(0, None, None, None, None)), in_axes=(0, 0, 0, None, None)
+    )
     start_all = jax.vmap(jax.vmap(functools.partial(_start_epoch, settings=settings)))
     steps = plan.steps_per_epoch
 
@@ -217,18 +227,20 @@ def _accumulate_chunk(states, shuffle_keys, first_epoch, multiples, train, evals
 
         def one_step(states, xs):
             step_indices, step_mask, step_positions, index = xs
-            return step_all(states, take(train, step_indices), step_mask, step_positions,
-                            index == steps - 1)
+            return step_all(
+                states, take(train, step_indices), step_mask, step_positions, index == steps - 1
+            )
 
         states, metrics = jax.lax.scan(
-            one_step, states,
-            (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1), positions,
-             jnp.arange(steps)),
+            one_step,
+            states,
+            (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1), positions, jnp.arange(steps)),
         )
         history = {"train_loss": metrics.loss_sum.sum(0) / metrics.count.sum(0)}
         for name, data in evals.items():
-            means = evaluate_configs(settings.problem, states.train.params, data,
-                                     settings.eval_batch_size, config_dims=2)
+            means = evaluate_configs(
+                settings.problem, states.train.params, data, settings.eval_batch_size, config_dims=2
+            )
             history.update({f"{name}_{metric}": value for metric, value in means.items()})
         history["updates"] = states.train.updates
         history["batch_size"] = states.multiple * settings.micro_size
@@ -257,8 +269,16 @@ class AccumulateRunner(GroupRunner):
 
     program = _accumulate_chunk_program
 
-    def __init__(self, settings: AccumulateSettings, hyperparams, seeds, train, evals,
-                 batch_sizes_by_epoch: Sequence[Sequence[int]], thetas: Sequence[float]):
+    def __init__(
+        self,
+        settings: AccumulateSettings,
+        hyperparams,
+        seeds,
+        train,
+        evals,
+        batch_sizes_by_epoch: Sequence[Sequence[int]],
+        thetas: Sequence[float],
+    ):
         epochs = len(batch_sizes_by_epoch[0])
         super().__init__([settings] * epochs, hyperparams, seeds, train, evals)
         multiples = np.asarray(batch_sizes_by_epoch, np.int64) // settings.micro_size
@@ -289,8 +309,14 @@ class AccumulateRunner(GroupRunner):
     def _chunk_args(self, first_epoch: int) -> tuple:
         span = slice(first_epoch, first_epoch + self.settings.epochs_per_chunk)
         multiples = np.moveaxis(self.multiples[:, span][self.slots], -1, 0)  # [E, U, M]
-        return (self.states, self.shuffle_keys, jnp.asarray(first_epoch, jnp.int32),
-                jnp.asarray(multiples, jnp.int32), self.train, self.evals)
+        return (
+            self.states,
+            self.shuffle_keys,
+            jnp.asarray(first_epoch, jnp.int32),
+            jnp.asarray(multiples, jnp.int32),
+            self.train,
+            self.evals,
+        )
 
 
 def micro_batch_size(batch_sizes: Sequence[int]) -> int:

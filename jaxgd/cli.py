@@ -98,13 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _group_timings(result) -> tuple[float, float, int]:
-    """Compile and run seconds summed over the compiled groups, and the group count.
-
-    ``SweepResult`` gives every config its group's timings; configs trained together
-    share both numbers exactly, so distinct (compile, run) pairs are distinct groups.
-    """
-    groups = set(zip(result.compile_seconds.tolist(), result.seconds.tolist(), strict=True))
-    return sum(c for c, _ in groups), sum(r for _, r in groups), len(groups)
+    """Compile and run seconds summed over the compiled groups, and the group count."""
+    return result.total_compile_seconds, result.total_seconds, len(result.groups)
 
 
 def _format_rows(rows: list[dict[str, Any]], columns: list[str]) -> str:

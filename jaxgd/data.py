@@ -82,9 +82,7 @@ def num_examples(data: PyTree) -> int:
     sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
     if None in sizes or len(sizes) != 1:
         shapes = jax.tree.map(np.shape, data)
-        raise ValueError(
-            f"dataset leaves must share a leading example axis; got shapes {shapes}"
-        )
+        raise ValueError(f"dataset leaves must share a leading example axis; got shapes {shapes}")
     return int(sizes.pop())
 
 

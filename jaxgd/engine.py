@@ -106,7 +106,10 @@ def init_train_state(params: PyTree, tx: optax.GradientTransformation) -> TrainS
 
 
 def apply_gradient(
-    state: TrainState, grads: PyTree, loss: jax.Array, tx: optax.GradientTransformation,
+    state: TrainState,
+    grads: PyTree,
+    loss: jax.Array,
+    tx: optax.GradientTransformation,
     apply: jax.Array | bool = True,
 ) -> TrainState:
     """θ ← θ + u with ``u, s ← tx.update(g, s, θ)``, unless ``apply`` is False or the
@@ -188,7 +191,9 @@ def evaluate_configs(
         result = for_configs(params, take(data, batch_idx), batch_mask)
         return jax.tree.map(jnp.add, totals, result), None
 
-    zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(for_configs, params, take(data, indices[0]), mask[0]))
+    zeros = jax.tree.map(
+        jnp.zeros_like, jax.eval_shape(for_configs, params, take(data, indices[0]), mask[0])
+    )
     totals, _ = jax.lax.scan(add_batch, zeros, (indices, mask))
     return {name: total / totals["count"] for name, total in totals["sums"].items()}
 
@@ -352,7 +357,9 @@ class GroupRunner:
     def _grid(self, values: Sequence[dict[str, float]], dtype=None) -> dict[str, jax.Array]:
         dtype = dtype or jnp.result_type(float)
         return {
-            name: jnp.asarray(np.array([[values[i][name] for i in row] for row in self.slots]), dtype)
+            name: jnp.asarray(
+                np.array([[values[i][name] for i in row] for row in self.slots]), dtype
+            )
             for name in values[0]
         }
 
@@ -360,8 +367,13 @@ class GroupRunner:
         return (jnp.asarray(self.unique_seeds), self._grid(self.hyperparams))
 
     def _chunk_args(self, first_epoch: int) -> tuple:
-        return (self.states, self.shuffle_keys, jnp.asarray(first_epoch, jnp.int32), self.train,
-                self.evals)
+        return (
+            self.states,
+            self.shuffle_keys,
+            jnp.asarray(first_epoch, jnp.int32),
+            self.train,
+            self.evals,
+        )
 
     def _settings_at(self, first_epoch: int):
         return self.settings_by_epoch[first_epoch]
@@ -377,8 +389,9 @@ class GroupRunner:
         for first in range(0, len(self.settings_by_epoch), step):
             settings = self._settings_at(first)
             if settings not in self.executables:
-                executable, seconds = self.program.compiled(*self._chunk_args(first),
-                                                            settings=settings)
+                executable, seconds = self.program.compiled(
+                    *self._chunk_args(first), settings=settings
+                )
                 self.executables[settings] = executable
                 self.compile_seconds += seconds
         jax.block_until_ready(self.states)
@@ -445,7 +458,9 @@ def run_interleaved(
         pending.clear()
 
     for first in range(0, epochs, epochs_per_chunk):
-        dispatched = [(g, first + epochs_per_chunk, r.run_chunk(first)) for g, r in enumerate(runners)]
+        dispatched = [
+            (g, first + epochs_per_chunk, r.run_chunk(first)) for g, r in enumerate(runners)
+        ]
         drain()
         pending.extend(dispatched)
     drain()
@@ -470,7 +485,9 @@ def run_group(
     runner = GroupRunner([settings] * epochs, hyperparams, seeds, train, evals)
     runner.prepare()
     run_interleaved(
-        [runner], epochs, settings.epochs_per_chunk,
+        [runner],
+        epochs,
+        settings.epochs_per_chunk,
         None if on_chunk is None else (lambda _, done, values: on_chunk(done, values)),
     )
     return runner.finish(return_params)

@@ -138,7 +138,9 @@ def optimizer(name_or_factory: str | Callable | Optimizer, **static: Any) -> Opt
     if isinstance(name_or_factory, Optimizer):
         if static:
             options = {**dict(name_or_factory.static_options), **static}
-            return dataclasses.replace(name_or_factory, static_options=tuple(sorted(options.items())))
+            return dataclasses.replace(
+                name_or_factory, static_options=tuple(sorted(options.items()))
+            )
         return name_or_factory
     if isinstance(name_or_factory, str):
         if name_or_factory not in OPTIMIZERS:

@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,14 +51,14 @@ def linear_regression(num_examples: int = 20, seed: int = 42) -> tuple[Problem, 
     rng = np.random.default_rng(seed)
     x = 2 * rng.uniform(size=(num_examples, 1))
     y = 4 + 3 * x[:, 0] + rng.normal(size=num_examples)
-
-    def init(key):
-        w_key, b_key = jax.random.split(key)
-        dtype = jnp.result_type(float)
-        return {"w": jax.random.normal(w_key, (1,), dtype), "b": jax.random.normal(b_key, (), dtype)}
-
-    problem = Problem(init=init, loss=_squared_error, name="linear_regression")
+    problem = Problem(init=_linear_init, loss=_squared_error, name="linear_regression")
     return problem, {"x": x.astype(np.float32), "y": y.astype(np.float32)}
+
+
+def _linear_init(key):
+    w_key, b_key = jax.random.split(key)
+    dtype = jnp.result_type(float)
+    return {"w": jax.random.normal(w_key, (1,), dtype), "b": jax.random.normal(b_key, (), dtype)}
 
 
 def least_squares(data: dict) -> dict[str, np.ndarray]:
@@ -77,13 +77,18 @@ def multiple_regression(
     x = rng.normal(size=(num_examples, num_features))
     w_true = np.array([(i + 1) * (-1) ** i for i in range(num_features)], np.float64)
     y = x @ w_true + 4.0 + noise * rng.normal(size=num_examples)
+    return _zero_init_linear(num_features), {"x": x.astype(np.float32), "y": y.astype(np.float32)}
 
+
+# Builders of closures are cached: equal arguments give the same Problem, so a second
+# sweep of it in the same process reuses the compiled programs.
+@functools.cache
+def _zero_init_linear(num_features: int) -> Problem:
     def init(key):
         dtype = jnp.result_type(float)
         return {"w": jnp.zeros(num_features, dtype), "b": jnp.zeros((), dtype)}
 
-    problem = Problem(init=init, loss=_squared_error, name="multiple_regression")
-    return problem, {"x": x.astype(np.float32), "y": y.astype(np.float32)}
+    return Problem(init=init, loss=_squared_error, name="multiple_regression")
 
 
 def parabola(x0: float = 3.0) -> tuple[Problem, dict]:
@@ -93,7 +98,11 @@ def parabola(x0: float = 3.0) -> tuple[Problem, dict]:
     With momentum β and rate η the iterates follow the heavy-ball recurrence
     v ← β v − η x/3, x ← x + v.
     """
+    return _parabola(float(x0)), {"placeholder": np.zeros(1, np.float32)}
 
+
+@functools.cache
+def _parabola(x0: float) -> Problem:
     def init(key):
         del key
         return {"x": jnp.asarray(x0, jnp.result_type(float))}
@@ -102,7 +111,7 @@ def parabola(x0: float = 3.0) -> tuple[Problem, dict]:
         del example
         return params["x"] ** 2 / 6
 
-    return Problem(init=init, loss=loss, name="parabola"), {"placeholder": np.zeros(1, np.float32)}
+    return Problem(init=init, loss=loss, name="parabola")
 
 
 def _dense_init(key, fan_in: int, fan_out: int) -> dict[str, jax.Array]:
@@ -128,6 +137,11 @@ def mlp(layer_sizes: Sequence[int] = (64, 256, 10), name: str | None = None) -> 
     sizes = tuple(int(s) for s in layer_sizes)
     if len(sizes) < 2:
         raise ValueError(f"layer_sizes={layer_sizes!r}: need at least input and output widths")
+    return _mlp(sizes, name)
+
+
+@functools.cache
+def _mlp(sizes: tuple[int, ...], name: str | None) -> Problem:
 
     def init(key):
         keys = jax.random.split(key, len(sizes) - 1)
@@ -166,7 +180,9 @@ def load_digits() -> dict[str, np.ndarray]:
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError as error:
-        raise ImportError("the digits problems need scikit-learn: pip install 'jaxgd[data]'") from error
+        raise ImportError(
+            "the digits problems need scikit-learn: pip install 'jaxgd[data]'"
+        ) from error
     digits = sklearn_digits()
     return {"x": (digits.data / 16.0).astype(np.float32), "y": digits.target.astype(np.int32)}
 
@@ -179,6 +195,11 @@ def digits_mlp(hidden: Sequence[int] = (64,)) -> tuple[Problem, dict]:
 def digits_cnn(channels: tuple[int, int] = (8, 16)) -> tuple[Problem, dict]:
     """A small CNN on the 8x8 digits: conv3x3(c1)-relu, conv3x3 stride 2 (c2)-relu,
     dense 10. Examples are flattened 64-pixel images, reshaped inside the model."""
+    return _digits_cnn(tuple(int(c) for c in channels)), load_digits()
+
+
+@functools.cache
+def _digits_cnn(channels: tuple[int, int]) -> Problem:
     c1, c2 = channels
 
     def init(key):
@@ -195,7 +216,9 @@ def digits_cnn(channels: tuple[int, int] = (8, 16)) -> tuple[Problem, dict]:
     def logits(params, x):
         image = x.reshape(1, 8, 8, 1)
         dims = ("NHWC", "HWIO", "NHWC")
-        h = jax.lax.conv_general_dilated(image, params["conv1"], (1, 1), "SAME", dimension_numbers=dims)
+        h = jax.lax.conv_general_dilated(
+            image, params["conv1"], (1, 1), "SAME", dimension_numbers=dims
+        )
         h = jax.nn.relu(h + params["bias1"])
         h = jax.lax.conv_general_dilated(h, params["conv2"], (2, 2), "SAME", dimension_numbers=dims)
         h = jax.nn.relu(h + params["bias2"]).reshape(-1)
@@ -207,4 +230,4 @@ def digits_cnn(channels: tuple[int, int] = (8, 16)) -> tuple[Problem, dict]:
     def metrics(params, example):
         return {"accuracy": _accuracy(logits(params, example["x"]), example["y"])}
 
-    return Problem(init, loss, metrics, "digits_cnn"), load_digits()
+    return Problem(init, loss, metrics, "digits_cnn")

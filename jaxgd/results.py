@@ -26,6 +26,7 @@ def _atomic_write(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -57,6 +58,9 @@ class SweepResult:
         seconds: ``[config]`` wall time of the run that trained it (its group's, shared by
             the configs trained together), compilation excluded; ``compile_seconds`` alike.
         params: final parameters with a leading config axis, if asked for.
+        strategy: how configs of different batch sizes ran ("grouped" or "accumulate").
+        groups: one entry per compiled group: ``configs`` (indices), ``compile_seconds``
+            and ``seconds``.
     """
 
     configs: list[dict[str, Any]]
@@ -69,6 +73,17 @@ class SweepResult:
     compile_seconds: np.ndarray
     params: PyTree | None = None
     strategy: str = "grouped"
+    groups: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def total_compile_seconds(self) -> float:
+        """Compile time of the whole sweep: each compiled group counted once."""
+        return float(sum(g["compile_seconds"] for g in self.groups))
+
+    @property
+    def total_seconds(self) -> float:
+        """Run time of the whole sweep (groups run interleaved, so their times add)."""
+        return float(sum(g["seconds"] for g in self.groups))
 
     def __len__(self) -> int:
         return len(self.configs)
@@ -89,7 +104,10 @@ class SweepResult:
         """
         rows = []
         for i, config in enumerate(self.configs):
-            row = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.items()}
+            row = {
+                k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                for k, v in config.items()
+            }
             for name in self._metric_names():
                 values = self.history[name][i]
                 row[f"final_{name}"] = float(values[-1])

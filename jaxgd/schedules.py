@@ -38,7 +38,9 @@ class BatchSchedule:
         return [self.at(e) for e in range(epochs)]
 
     def __str__(self) -> str:
-        return "schedule(" + ", ".join(f"{b}:{s}" for b, s in zip(self.boundaries, self.sizes)) + ")"
+        return (
+            "schedule(" + ", ".join(f"{b}:{s}" for b, s in zip(self.boundaries, self.sizes)) + ")"
+        )
 
 
 def batch_schedule(initial: int, changes: Mapping[int, int]) -> BatchSchedule:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
-from . import accumulate, engine
+from . import accumulate, engine, nested
 from .data import BatchPlan, as_dataset, num_examples, split
-from .optimizers import Optimizer, optimizer as make_optimizer
+from .optimizers import Optimizer
+from .optimizers import optimizer as make_optimizer
 from .problem import Problem
 from .results import SweepResult
 from .schedules import BatchSchedule
@@ -100,8 +99,13 @@ def resolve_configs(
                     f"{sorted(static_names)}"
                 )
         hyperparams = {k: float(v) for k, v in opt.resolve(config).items()}
-        row = {"optimizer": opt.name, **static, **hyperparams,
-               "batch_size": str(size) if isinstance(size, BatchSchedule) else size, "seed": seed}
+        row = {
+            "optimizer": opt.name,
+            **static,
+            **hyperparams,
+            "batch_size": str(size) if isinstance(size, BatchSchedule) else size,
+            "seed": seed,
+        }
         if math.isfinite(theta):
             row["norm_test"] = float(theta)
         resolved.append(ResolvedConfig(opt, size, seed, hyperparams, row, float(theta)))
@@ -185,8 +189,10 @@ def sweep(
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs={epochs!r}: must be a positive integer")
-    if isinstance(epochs_per_chunk, bool) or not isinstance(epochs_per_chunk, int) or not (
-        1 <= epochs_per_chunk and epochs % epochs_per_chunk == 0
+    if (
+        isinstance(epochs_per_chunk, bool)
+        or not isinstance(epochs_per_chunk, int)
+        or not (1 <= epochs_per_chunk and epochs % epochs_per_chunk == 0)
     ):
         raise ValueError(
             f"epochs_per_chunk={epochs_per_chunk!r}: must be a positive divisor of epochs={epochs}"
@@ -198,14 +204,27 @@ def sweep(
     train = as_dataset(train)
     evals = {name: as_dataset(value) for name, value in evals.items()}
 
-    strategy = choose_strategy(configs, strategy, num_train, epochs, micro_batch_size,
-                               drop_last, epochs_per_chunk)
-    groups = _plan_groups(configs, strategy, problem, num_train, epochs, shuffle, drop_last,
-                          epochs_per_chunk, eval_batch_size, micro_batch_size, max_batch_size)
+    strategy = choose_strategy(
+        configs, strategy, num_train, epochs, micro_batch_size, drop_last, epochs_per_chunk
+    )
+    groups = _plan_groups(
+        configs,
+        strategy,
+        problem,
+        num_train,
+        epochs,
+        shuffle,
+        drop_last,
+        epochs_per_chunk,
+        eval_batch_size,
+        micro_batch_size,
+        max_batch_size,
+    )
     runners = [make_runner(train, evals) for make_runner, _ in groups]
-    # XLA compiles with the GIL released: the groups' programs compile side by side.
-    with ThreadPoolExecutor(max_workers=min(len(runners), 4)) as pool:
-        list(pool.map(lambda runner: runner.prepare(), runners))
+    # Compiled one after another: on a 2-core CPU, compiling in threads side by side
+    # measured no faster (benchmarks/mixed_batch.py), and blurred each one's timing.
+    for runner in runners:
+        runner.prepare()
 
     bar = _progress_bar(progress, total=epochs)
     done_groups: dict[int, int] = {}
@@ -229,8 +248,16 @@ def sweep(
     seconds = np.zeros(count)
     compile_seconds = np.zeros(count)
     params_parts: list[tuple[list[int], PyTree]] = []
+    group_rows = []
     for runner, (_, members) in zip(runners, groups):
         run = runner.finish(return_params)
+        group_rows.append(
+            {
+                "configs": list(members),
+                "compile_seconds": run.compile_seconds,
+                "seconds": run.run_seconds,
+            }
+        )
         sizes = np.array([configs[i].batch_sizes(epochs) for i in members])
         run.history.setdefault("batch_size", sizes)
         for name, values in run.history.items():
@@ -260,6 +287,7 @@ def sweep(
         compile_seconds=compile_seconds,
         params=_merge_params(params_parts, count) if return_params else None,
         strategy=strategy,
+        groups=group_rows,
     )
 
 
@@ -269,70 +297,96 @@ def _examples_per_epoch(config: ResolvedConfig, num_train: int, epochs: int, dro
     return [BatchPlan(num_train, b, True).examples_per_epoch for b in config.batch_sizes(epochs)]
 
 
-STRATEGIES = ("auto", "grouped", "accumulate")
+STRATEGIES = ("auto", "grouped", "nested", "accumulate")
 
 
-def choose_strategy(configs, strategy, num_train, epochs, micro_size, drop_last,
-                    epochs_per_chunk) -> str:
+def choose_strategy(
+    configs, strategy, num_train, epochs, micro_size, drop_last, epochs_per_chunk
+) -> str:
     """Resolve ``strategy="auto"`` and refuse combinations that cannot run.
 
     ``grouped`` compiles one program per distinct batch size (or schedule) and runs each
-    at its own batch size; ``accumulate`` compiles one program that walks every config
-    in micro-batches of m = gcd of all batch sizes. ``auto`` picks accumulate when the
-    norm test needs it, or when there are several groups and the micro-batch is not
-    much smaller than the batch sizes: see ``accumulate_overhead``.
+    at its own batch size; ``nested`` compiles one program holding an inner scan per
+    batch size (the grouped arithmetic, one compilation); ``accumulate`` compiles one
+    program that walks every config in micro-batches of m = gcd of all batch sizes.
+    ``auto``: one batch size → grouped; several fixed sizes → nested; the norm test →
+    accumulate; schedules → accumulate unless ``accumulate_overhead`` exceeds
+    ``AUTO_MAX_OVERHEAD``, then grouped.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r}: choose one of {STRATEGIES}")
     adaptive = any(math.isfinite(c.norm_test) for c in configs)
     if adaptive and strategy == "grouped":
-        raise ValueError("norm_test (adaptive batch size) needs strategy='accumulate' or 'auto': "
-                         "a config's batch size changes during an epoch")
+        raise ValueError(
+            "norm_test (adaptive batch size) needs strategy='accumulate' or 'auto': "
+            "a config's batch size changes during an epoch"
+        )
     if adaptive and drop_last:
-        raise ValueError("norm_test with drop_last=True is not supported: the batch size "
-                         "changes within an epoch, so 'the last partial batch' is undefined")
+        raise ValueError(
+            "norm_test with drop_last=True is not supported: the batch size "
+            "changes within an epoch, so 'the last partial batch' is undefined"
+        )
     all_sizes = {b for c in configs for b in c.batch_sizes(epochs)}
     if micro_size is not None and any(b % micro_size for b in all_sizes):
-        raise ValueError(f"micro_batch_size={micro_size} must divide every batch size; "
-                         f"got batch sizes {sorted(all_sizes)}")
+        raise ValueError(
+            f"micro_batch_size={micro_size} must divide every batch size; "
+            f"got batch sizes {sorted(all_sizes)}"
+        )
+    if strategy == "nested" and any(isinstance(c.batch_size, BatchSchedule) for c in configs):
+        raise ValueError(
+            "strategy='nested' runs fixed batch sizes; batch-size schedules need "
+            "'grouped' or 'accumulate'"
+        )
     if strategy == "grouped":
         for c in configs:
             if isinstance(c.batch_size, BatchSchedule):
                 bad = [e for e in c.batch_size.boundaries if e % epochs_per_chunk]
                 if bad:
-                    raise ValueError(f"batch-size schedule {c.batch_size} changes at epochs {bad}, "
-                                     f"not at chunk boundaries (epochs_per_chunk={epochs_per_chunk})")
+                    raise ValueError(
+                        f"batch-size schedule {c.batch_size} changes at epochs {bad}, "
+                        f"not at chunk boundaries (epochs_per_chunk={epochs_per_chunk})"
+                    )
     if strategy != "auto":
         return strategy
     if adaptive:
         return "accumulate"
     schedules = {c.batch_size for c in configs}
-    if len(schedules) == 1 and not any(isinstance(s, BatchSchedule) for s in schedules):
-        return "grouped"
+    has_schedule = any(isinstance(b, BatchSchedule) for b in schedules)
+    if not has_schedule:
+        return "grouped" if len(schedules) == 1 else "nested"
     m = micro_size or accumulate.micro_batch_size(all_sizes)
     overhead = accumulate_overhead(configs, m, num_train, epochs)
     return "accumulate" if overhead <= AUTO_MAX_OVERHEAD else "grouped"
 
 
-# Accumulate runs ceil(N/m) micro-steps per epoch where the grouped programs together run
-# Σ_g ceil(N/b_g) steps. Below this ratio of steps the saved compilations win; measured
-# in benchmarks/mixed_batch.py (see benchmarks/README.md).
+# With schedules, auto takes accumulate (one program whatever the sizes) unless it would
+# compute more than this many optimizer updates per update needed: every micro-step runs
+# (and masks) an update for every config. Fixed mixed sizes go to nested, which runs the
+# grouped arithmetic, update for update, in one program (benchmarks/README.md).
 AUTO_MAX_OVERHEAD = 2.0
 
 
 def accumulate_overhead(configs, micro_size, num_train, epochs) -> float:
-    """Steps of the accumulate program relative to the grouped programs' total."""
-    groups = {c.batch_size for c in configs}
-    grouped_steps = sum(
-        sum(math.ceil(num_train / b) for b in (g.per_epoch(epochs) if isinstance(g, BatchSchedule)
-                                                  else [g] * epochs))
-        for g in groups
-    )
-    return epochs * math.ceil(num_train / micro_size) / grouped_steps
+    """Optimizer updates the accumulate program computes (one per config per micro-step)
+    relative to those the configs need (one per config per batch)."""
+    micro_steps = len(configs) * epochs * math.ceil(num_train / micro_size)
+    needed = sum(math.ceil(num_train / b) for c in configs for b in c.batch_sizes(epochs))
+    return micro_steps / needed
 
 
-def _plan_groups(configs, strategy, problem, num_train, epochs, shuffle, drop_last,
-                 epochs_per_chunk, eval_batch_size, micro_size, max_batch_size):
+def _plan_groups(
+    configs,
+    strategy,
+    problem,
+    num_train,
+    epochs,
+    shuffle,
+    drop_last,
+    epochs_per_chunk,
+    eval_batch_size,
+    micro_size,
+    max_batch_size,
+):
     """``[(make_runner(train, evals), member indices)]`` for the chosen strategy."""
     hyper_groups: dict[Optimizer, list[int]] = {}
     for index, config in enumerate(configs):
@@ -345,29 +399,80 @@ def _plan_groups(configs, strategy, problem, num_train, epochs, shuffle, drop_la
             norm_test = any(math.isfinite(configs[i].norm_test) for i in members)
             cap = max_batch_size or num_train
             settings = accumulate.AccumulateSettings(
-                problem, opt, num_train, m, shuffle, drop_last, epochs_per_chunk,
-                eval_batch_size, norm_test, max(1, cap // m),
+                problem,
+                opt,
+                num_train,
+                m,
+                shuffle,
+                drop_last,
+                epochs_per_chunk,
+                eval_batch_size,
+                norm_test,
+                max(1, cap // m),
             )
-            groups.append((functools.partial(
-                accumulate.AccumulateRunner, settings,
-                [configs[i].hyperparams for i in members], [configs[i].seed for i in members],
-                batch_sizes_by_epoch=sizes, thetas=[configs[i].norm_test for i in members],
-            ), members))
+            groups.append(
+                (
+                    functools.partial(
+                        accumulate.AccumulateRunner,
+                        settings,
+                        [configs[i].hyperparams for i in members],
+                        [configs[i].seed for i in members],
+                        batch_sizes_by_epoch=sizes,
+                        thetas=[configs[i].norm_test for i in members],
+                    ),
+                    members,
+                )
+            )
+        return groups
+    if strategy == "nested":
+        for opt, members in hyper_groups.items():
+            sizes = [configs[i].batch_size for i in members]
+            settings = nested.NestedSettings(
+                problem,
+                opt,
+                num_train,
+                tuple(sorted(set(sizes))),
+                shuffle,
+                drop_last,
+                epochs_per_chunk,
+                eval_batch_size,
+            )
+            runner = functools.partial(
+                nested.NestedRunner,
+                settings,
+                [configs[i].hyperparams for i in members],
+                [configs[i].seed for i in members],
+                sizes,
+            )
+            groups.append((runner, members))
         return groups
     by_key: dict[tuple, list[int]] = {}
     for index, config in enumerate(configs):
         by_key.setdefault((config.optimizer, config.batch_size), []).append(index)
-    for (opt, size), members in by_key.items():
+    for (opt, _), members in by_key.items():
         per_epoch = configs[members[0]].batch_sizes(epochs)
         settings_by_epoch = [
-            engine.GroupSettings(problem, opt, BatchPlan(num_train, b, drop_last), shuffle,
-                                 epochs_per_chunk, eval_batch_size)
+            engine.GroupSettings(
+                problem,
+                opt,
+                BatchPlan(num_train, b, drop_last),
+                shuffle,
+                epochs_per_chunk,
+                eval_batch_size,
+            )
             for b in per_epoch
         ]
-        groups.append((functools.partial(
-            engine.GroupRunner, settings_by_epoch,
-            [configs[i].hyperparams for i in members], [configs[i].seed for i in members],
-        ), members))
+        groups.append(
+            (
+                functools.partial(
+                    engine.GroupRunner,
+                    settings_by_epoch,
+                    [configs[i].hyperparams for i in members],
+                    [configs[i].seed for i in members],
+                ),
+                members,
+            )
+        )
     return groups
 
 

@@ -26,8 +26,18 @@ def _reference_step(problem, params, opt_state, batch):
     return optax.apply_updates(params, updates), opt_state, loss
 
 
-def reference_run(problem, data, *, learning_rate, momentum, seed, batch_size, epochs,
-                  shuffle=True, drop_last=False):
+def reference_run(
+    problem,
+    data,
+    *,
+    learning_rate,
+    momentum,
+    seed,
+    batch_size,
+    epochs,
+    shuffle=True,
+    drop_last=False,
+):
     """One config trained alone by a plain Python loop over batches: the semantics jaxgd
     promises. Parameters from split(key(seed))[0]; epoch e visits
     permutation(fold_in(split(key(seed))[1], e)); each batch's update is the mean over its
@@ -55,7 +65,9 @@ def reference_run(problem, data, *, learning_rate, momentum, seed, batch_size, e
             index = order[start : start + batch_size]
             if drop_last and len(index) < batch_size:
                 break
-            params, opt_state, loss = step(params, opt_state, jax.tree.map(lambda a: a[index], data))
+            params, opt_state, loss = step(
+                params, opt_state, jax.tree.map(lambda a, i=index: a[i], data)
+            )
             total += float(loss) * len(index)
             seen += len(index)
             updates += 1
@@ -85,8 +97,13 @@ def test_sweep_equals_independent_runs_with_partial_last_batch():
     result = run()
     for i, config in enumerate(result.configs):
         params, losses, updates = reference_run(
-            PROBLEM, DATA, learning_rate=config["learning_rate"], momentum=config["momentum"],
-            seed=config["seed"], batch_size=32, epochs=3,
+            PROBLEM,
+            DATA,
+            learning_rate=config["learning_rate"],
+            momentum=config["momentum"],
+            seed=config["seed"],
+            batch_size=32,
+            epochs=3,
         )
         assert_params_close(config_params(result, i), params)
         np.testing.assert_allclose(result.history["train_loss"][i], losses, rtol=1e-5)
@@ -96,8 +113,15 @@ def test_sweep_equals_independent_runs_with_partial_last_batch():
 def test_drop_last_and_no_shuffle_follow_the_reference():
     result = run(jaxgd.grid(learning_rate=0.1, momentum=0.5), drop_last=True, shuffle=False)
     params, losses, updates = reference_run(
-        PROBLEM, DATA, learning_rate=0.1, momentum=0.5, seed=0, batch_size=32, epochs=3,
-        shuffle=False, drop_last=True,
+        PROBLEM,
+        DATA,
+        learning_rate=0.1,
+        momentum=0.5,
+        seed=0,
+        batch_size=32,
+        epochs=3,
+        shuffle=False,
+        drop_last=True,
     )
     assert result.updates[0] == updates == 3 * 6
     assert result.examples_seen[0] == 3 * 192
@@ -109,8 +133,9 @@ def test_1050_examples_batch_100_is_11_updates_per_epoch_and_10_with_drop_last()
     problem, data = jaxgd.problems.multiple_regression(num_examples=1050)
     space = jaxgd.grid(learning_rate=0.01)
     kept = jaxgd.sweep(problem, data, space=space, batch_size=100, epochs=2, validation=None)
-    dropped = jaxgd.sweep(problem, data, space=space, batch_size=100, epochs=2, validation=None,
-                          drop_last=True)
+    dropped = jaxgd.sweep(
+        problem, data, space=space, batch_size=100, epochs=2, validation=None, drop_last=True
+    )
     assert kept.history["updates"][0].tolist() == [11, 22]
     assert dropped.history["updates"][0].tolist() == [10, 20]
     assert kept.examples_seen[0] == 2100 and dropped.examples_seen[0] == 2000
@@ -118,8 +143,15 @@ def test_1050_examples_batch_100_is_11_updates_per_epoch_and_10_with_drop_last()
 
 def test_batch_size_one_is_sgd_with_one_update_per_example():
     problem, data = jaxgd.problems.linear_regression()
-    result = jaxgd.sweep(problem, data, space=jaxgd.grid(learning_rate=0.05), batch_size=1,
-                         epochs=2, validation=None, return_params=True)
+    result = jaxgd.sweep(
+        problem,
+        data,
+        space=jaxgd.grid(learning_rate=0.05),
+        batch_size=1,
+        epochs=2,
+        validation=None,
+        return_params=True,
+    )
     params, losses, updates = reference_run(
         problem, data, learning_rate=0.05, momentum=0.0, seed=0, batch_size=1, epochs=2
     )
@@ -130,8 +162,15 @@ def test_batch_size_one_is_sgd_with_one_update_per_example():
 def test_full_batch_equals_hand_written_gradient_descent():
     """Batch size N: θ ← θ − η · 2/N Xᵀ(Xθ − y) on linear regression, in NumPy."""
     problem, data = jaxgd.problems.linear_regression()
-    result = jaxgd.sweep(problem, data, space=jaxgd.grid(learning_rate=0.1), batch_size=20,
-                         epochs=50, validation=None, return_params=True)
+    result = jaxgd.sweep(
+        problem,
+        data,
+        space=jaxgd.grid(learning_rate=0.1),
+        batch_size=20,
+        epochs=50,
+        validation=None,
+        return_params=True,
+    )
     init = problem.init(jax.random.split(jax.random.key(0))[0])
     x = np.concatenate([np.ones((20, 1)), np.asarray(data["x"], np.float64)], axis=1)
     y = np.asarray(data["y"], np.float64)
@@ -145,13 +184,26 @@ def test_full_batch_equals_hand_written_gradient_descent():
 def test_linear_regression_approaches_least_squares():
     problem, data = jaxgd.problems.linear_regression()
     exact = jaxgd.problems.least_squares(data)
-    result = jaxgd.sweep(problem, data, space=jaxgd.grid(learning_rate=0.1), batch_size=20,
-                         epochs=500, validation=None, return_params=True)
+    result = jaxgd.sweep(
+        problem,
+        data,
+        space=jaxgd.grid(learning_rate=0.1),
+        batch_size=20,
+        epochs=500,
+        validation=None,
+        return_params=True,
+    )
     np.testing.assert_allclose(result.params["w"][0, 0], exact["w"][0], rtol=1e-3)
     np.testing.assert_allclose(result.params["b"][0], exact["b"], rtol=1e-3)
     # The classic exercise (lr 0.1, batch 10, 10 epochs) gets most of the way there.
-    classic = jaxgd.sweep(problem, data, space=jaxgd.grid(learning_rate=0.1), batch_size=10,
-                          epochs=10, validation=None)
+    classic = jaxgd.sweep(
+        problem,
+        data,
+        space=jaxgd.grid(learning_rate=0.1),
+        batch_size=10,
+        epochs=10,
+        validation=None,
+    )
     initial_loss = classic.history["train_loss"][0, 0]
     final = classic.history["train_loss"][0, -1]
     x = np.concatenate([np.ones((20, 1)), data["x"]], axis=1)
@@ -162,11 +214,15 @@ def test_linear_regression_approaches_least_squares():
 def test_a_config_does_not_depend_on_the_others_in_the_sweep():
     alone = run(jaxgd.grid(learning_rate=0.2, momentum=0.9, seed=1))
     crowd = run(SPACE)
-    index = next(i for i, c in enumerate(crowd.configs)
-                 if (c["learning_rate"], c["momentum"], c["seed"]) == (0.2, 0.9, 1))
+    index = next(
+        i
+        for i, c in enumerate(crowd.configs)
+        if (c["learning_rate"], c["momentum"], c["seed"]) == (0.2, 0.9, 1)
+    )
     assert_params_close(config_params(alone, 0), config_params(crowd, index))
-    np.testing.assert_allclose(alone.history["train_loss"][0], crowd.history["train_loss"][index],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        alone.history["train_loss"][0], crowd.history["train_loss"][index], rtol=1e-5
+    )
 
 
 def test_uneven_seed_counts_are_padded_and_dropped():
@@ -217,11 +273,19 @@ def test_divergent_config_is_frozen_and_flagged_and_others_untouched():
 
 def test_validation_metrics_and_result_writers(tmp_path):
     problem, data = jaxgd.problems.digits_mlp(hidden=(16,))
-    result = jaxgd.sweep(problem, data, optimizer="adam", batch_size=128, epochs=3,
-                         space=jaxgd.grid(learning_rate=[1e-3, 1e-2]), validation=0.2,
-                         eval_data=jax.tree.map(lambda a: a[:100], data))
+    result = jaxgd.sweep(
+        problem,
+        data,
+        optimizer="adam",
+        batch_size=128,
+        epochs=3,
+        space=jaxgd.grid(learning_rate=[1e-3, 1e-2]),
+        validation=0.2,
+        eval_data=jax.tree.map(lambda a: a[:100], data),
+    )
     assert {"train_loss", "val_loss", "val_accuracy", "eval_loss", "eval_accuracy"} <= set(
-        result.history)
+        result.history
+    )
     assert result.history["val_loss"].shape == (2, 3)
     assert 0.0 <= result.history["val_accuracy"].min() <= result.history["val_accuracy"].max() <= 1
     assert result.updates.tolist() == [3 * 12, 3 * 12]  # 1438 training examples / 128

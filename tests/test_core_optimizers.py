@@ -13,8 +13,16 @@ OPTIMIZER_TABLE = [
     ("sgd", {"learning_rate": 0.05, "momentum": 0.0}, lambda: optax.sgd(0.05, momentum=0.0)),
     ("sgd", {"learning_rate": 0.05, "momentum": 0.9}, lambda: optax.sgd(0.05, momentum=0.9)),
     ("adam", {"learning_rate": 0.05}, lambda: optax.adam(0.05)),
-    ("adamw", {"learning_rate": 0.05, "weight_decay": 0.01}, lambda: optax.adamw(0.05, weight_decay=0.01)),
-    ("rmsprop", {"learning_rate": 0.01, "momentum": 0.5}, lambda: optax.rmsprop(0.01, momentum=0.5)),
+    (
+        "adamw",
+        {"learning_rate": 0.05, "weight_decay": 0.01},
+        lambda: optax.adamw(0.05, weight_decay=0.01),
+    ),
+    (
+        "rmsprop",
+        {"learning_rate": 0.01, "momentum": 0.5},
+        lambda: optax.rmsprop(0.01, momentum=0.5),
+    ),
     ("adagrad", {"learning_rate": 0.3}, lambda: optax.adagrad(0.3)),
 ]
 IDS = [f"{name}-{i}" for i, (name, _, _) in enumerate(OPTIMIZER_TABLE)]
@@ -65,7 +73,9 @@ def test_injected_equals_plain_optax(name, hyperparams, plain):
 @pytest.mark.parametrize("name,hyperparams,plain", OPTIMIZER_TABLE, ids=IDS)
 def test_converges_on_quadratic(name, hyperparams, plain):
     path, _ = trajectory(jaxgd.optimizer(name).transformation(**hyperparams), steps=400)
-    assert float(quadratic({"x": jnp.asarray(path[-1])})) < 1e-2 * float(quadratic({"x": jnp.zeros(3)}))
+    assert float(quadratic({"x": jnp.asarray(path[-1])})) < 1e-2 * float(
+        quadratic({"x": jnp.zeros(3)})
+    )
 
 
 @pytest.mark.parametrize("name,hyperparams,plain", OPTIMIZER_TABLE, ids=IDS)

@@ -1,0 +1,281 @@
+"""One program for configs of different fixed batch sizes, by nested scans.
+
+The configs are split into groups by batch size b_g. An outer step covers L examples of
+the epoch, L = lcm of the batch sizes (or the whole epoch when that is larger); inside
+it, group g runs an inner ``scan`` of L / b_g ordinary mini-batch steps at its own batch
+size. Every group thus keeps its own matrix shapes (large batches stay large matmuls),
+no update is masked, and the whole sweep is ONE compiled program. Inner steps that fall
+past the end of the epoch hold no example and are skipped with ``lax.cond`` (the group
+shares the positions, so the branch is taken outside the vmap over configs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import engine
+from .data import epoch_order, take
+from .engine import GroupRun, GroupSettings, StepMetrics, evaluate_configs, seed_layout, train_step
+from .optimizers import Optimizer
+from .problem import Problem
+
+__all__ = ["NestedSettings", "NestedRunner"]
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class NestedSettings:
+    """Static settings of the nested program (they key the compilation)."""
+
+    problem: Problem
+    optimizer: Optimizer
+    num_examples: int
+    batch_sizes: tuple[int, ...]
+    shuffle: bool = True
+    drop_last: bool = False
+    epochs_per_chunk: int = 1
+    eval_batch_size: int = 1024
+
+    @property
+    def outer_size(self) -> int:
+        """L: examples per outer step (lcm of the batch sizes, at most the padded epoch)."""
+        lcm = functools.reduce(math.lcm, self.batch_sizes)
+        return lcm if lcm < self.num_examples else self.padded_epoch
+
+    @property
+    def padded_epoch(self) -> int:
+        return max(math.ceil(self.num_examples / b) * b for b in self.batch_sizes)
+
+    @property
+    def outer_steps(self) -> int:
+        return math.ceil(self.num_examples / self.outer_size)
+
+    def inner_steps(self, batch_size: int) -> int:
+        return self.outer_size // batch_size
+
+    def used_examples(self, batch_size: int) -> int:
+        if self.drop_last:
+            return self.num_examples // batch_size * batch_size
+        return self.num_examples
+
+    def group_settings(self) -> GroupSettings:
+        """For the shared initialisation: only problem and optimizer matter there."""
+        from .data import BatchPlan
+
+        return GroupSettings(self.problem, self.optimizer, BatchPlan(self.num_examples, 1))
+
+
+def _nested_init(seeds, hyperparams, *, settings: NestedSettings):
+    """Per group: states ``[U_g, M_g]`` and shuffle keys ``[U_g]``."""
+    group = settings.group_settings()
+    pairs = [engine._group_init(s, h, settings=group) for s, h in zip(seeds, hyperparams)]
+    return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+def _nested_chunk(states, shuffle_keys, first_epoch, train, evals, *, settings: NestedSettings):
+    tx = settings.optimizer.transformation(learning_rate=0.0)
+    step = functools.partial(train_step, problem=settings.problem, tx=tx)
+    step_all = jax.vmap(jax.vmap(step, in_axes=(0, None, None)), in_axes=(0, 0, 0))
+    outer_size, length = settings.outer_size, settings.outer_steps * settings.outer_size
+    length = max(length, settings.padded_epoch)
+
+    def one_epoch(states, epoch):
+        orders = []
+        for keys in shuffle_keys:
+            epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, epoch)
+            order = jax.vmap(lambda k: epoch_order(k, settings.num_examples, settings.shuffle))(
+                epoch_keys
+            )
+            orders.append(jnp.pad(order, ((0, 0), (0, length - settings.num_examples))))
+
+        def outer_step(states, t):
+            new_states, metrics = [], []
+            for state, order, size in zip(states, orders, settings.batch_sizes):
+                used = settings.used_examples(size)
+
+                def inner_step(state, s, order=order, size=size, used=used):
+                    start = t * outer_size + s * size
+                    positions = start + jnp.arange(size, dtype=jnp.int32)
+                    mask = positions < used
+                    seeds = order.shape[0]
+
+                    def run(state):
+                        index = jax.lax.dynamic_slice_in_dim(order, start, size, axis=1)
+                        return step_all(
+                            state, take(train, index), jnp.broadcast_to(mask, (seeds, size))
+                        )
+
+                    def skip(state):
+                        zeros = jnp.zeros(state.updates.shape, jnp.result_type(float))
+                        return state, StepMetrics(zeros, zeros)
+
+                    return jax.lax.cond(jnp.any(mask), run, skip, state)
+
+                state, step_metrics = jax.lax.scan(
+                    inner_step, state, jnp.arange(settings.inner_steps(size), dtype=jnp.int32)
+                )
+                new_states.append(state)
+                metrics.append(jax.tree.map(lambda m: m.sum(0), step_metrics))
+            return tuple(new_states), tuple(metrics)
+
+        states, metrics = jax.lax.scan(
+            outer_step, states, jnp.arange(settings.outer_steps, dtype=jnp.int32)
+        )
+        histories = []
+        for state, m in zip(states, metrics):
+            history = {"train_loss": m.loss_sum.sum(0) / m.count.sum(0)}
+            for name, data in evals.items():
+                means = evaluate_configs(
+                    settings.problem, state.params, data, settings.eval_batch_size, config_dims=2
+                )
+                history.update({f"{name}_{metric}": value for metric, value in means.items()})
+            history["updates"] = state.updates
+            histories.append(history)
+        return states, tuple(histories)
+
+    epochs = first_epoch + jnp.arange(settings.epochs_per_chunk, dtype=jnp.int32)
+    return jax.lax.scan(one_epoch, states, epochs)
+
+
+_nested_init_program = engine._Program("nested_init", _nested_init)
+_nested_chunk_program = engine._Program("nested_chunk", _nested_chunk, donate=(0,))
+engine._PROGRAMS["nested_init"] = _nested_init_program
+engine._PROGRAMS["nested_chunk"] = _nested_chunk_program
+
+
+class NestedRunner:
+    """Runs all batch-size groups of one optimizer family as one program.
+
+    Same interface as ``engine.GroupRunner`` (prepare, run_chunk, record, finish); the
+    results of ``finish`` are in the order of the configs given.
+    """
+
+    def __init__(
+        self,
+        settings: NestedSettings,
+        hyperparams: Sequence[dict[str, float]],
+        seeds: Sequence[int],
+        batch_sizes: Sequence[int],
+        train: PyTree,
+        evals: dict[str, PyTree],
+    ):
+        self.settings, self.train, self.evals = settings, train, evals
+        self.count = len(hyperparams)
+        self.members = [
+            [i for i, b in enumerate(batch_sizes) if b == size] for size in settings.batch_sizes
+        ]
+        self.layouts = [seed_layout([seeds[i] for i in m]) for m in self.members]
+        dtype = jnp.result_type(float)
+        self.init_args = (
+            tuple(jnp.asarray(unique) for unique, _ in self.layouts),
+            tuple(
+                {
+                    name: jnp.asarray(
+                        np.array([[hyperparams[m[i]][name] for i in row] for row in slots]), dtype
+                    )
+                    for name in hyperparams[0]
+                }
+                for m, (_, slots) in zip(self.members, self.layouts)
+            ),
+        )
+        self.chunks: list[tuple] = []
+        self.compile_seconds = 0.0
+        self.run_seconds = 0.0
+
+    def _chunk_args(self, first_epoch: int):
+        return (
+            self.states,
+            self.shuffle_keys,
+            jnp.asarray(first_epoch, jnp.int32),
+            self.train,
+            self.evals,
+        )
+
+    def prepare(self) -> None:
+        init, seconds = _nested_init_program.compiled(*self.init_args, settings=self.settings)
+        self.compile_seconds += seconds
+        self.states, self.shuffle_keys = init(*self.init_args)
+        self.executable, seconds = _nested_chunk_program.compiled(
+            *self._chunk_args(0), settings=self.settings
+        )
+        self.compile_seconds += seconds
+        jax.block_until_ready(self.states)
+
+    def run_chunk(self, first_epoch: int):
+        start = time.perf_counter()
+        self.states, metrics = self.executable(*self._chunk_args(first_epoch))
+        self.run_seconds += time.perf_counter() - start
+        return metrics
+
+    def record(self, metrics) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        values = jax.tree.map(np.asarray, metrics)
+        self.run_seconds += time.perf_counter() - start
+        self.chunks.append(values)
+        return self._merge([{k: v.T for k, v in g.items()} for g in values])  # [K, E]
+
+    def _merge(self, per_group: Sequence[dict[str, np.ndarray]], axis_last=True):
+        """Per-group ``[E, U, M]`` arrays (transposed) into ``[K, ...]`` in config order."""
+        merged: dict[str, np.ndarray] = {}
+        for members, (_, slots), values in zip(self.members, self.layouts, per_group):
+            rows, cols = engine._first_slots(slots, len(members))
+            for name, value in values.items():
+                picked = value[cols, rows] if axis_last else value[rows, cols]
+                if name not in merged:
+                    merged[name] = np.zeros((self.count,) + picked.shape[1:], picked.dtype)
+                merged[name][members] = picked
+        return merged
+
+    def finish(self, return_params: bool = False) -> GroupRun:
+        start = time.perf_counter()
+        jax.block_until_ready(self.states)
+        self.run_seconds += time.perf_counter() - start
+        per_group = [  # [U, M, E] per group
+            {
+                name: np.moveaxis(np.concatenate([c[g][name] for c in self.chunks], axis=0), 0, -1)
+                for name in self.chunks[0][g]
+            }
+            for g in range(len(self.members))
+        ]
+        history = self._merge(per_group, axis_last=False)
+        counters = self._merge(
+            [
+                {
+                    "updates": np.asarray(s.updates),
+                    "diverged": np.asarray(s.diverged),
+                    "diverged_at": np.asarray(s.diverged_at),
+                }
+                for s in self.states
+            ],
+            axis_last=False,
+        )
+        params = None
+        if return_params:
+            per_group_leaves = [jax.tree.leaves(s.params) for s in self.states]
+            merged = [
+                self._merge(
+                    [{"leaf": np.asarray(leaves[j])} for leaves in per_group_leaves],
+                    axis_last=False,
+                )["leaf"]
+                for j in range(len(per_group_leaves[0]))
+            ]
+            params = jax.tree.unflatten(jax.tree.structure(self.states[0].params), merged)
+        return GroupRun(
+            history=history,
+            updates=counters["updates"],
+            diverged=counters["diverged"],
+            diverged_at=counters["diverged_at"],
+            params=params,
+            compile_seconds=self.compile_seconds,
+            run_seconds=self.run_seconds,
+        )
