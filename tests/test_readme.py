@@ -50,6 +50,12 @@ def test_sweep_example_runs_as_is(tmp_path):
         assert (tmp_path / "runs" / "digits" / name).stat().st_size > 0
 
 
+def test_mixed_batch_example_runs_as_is(tmp_path):
+    completed = run(python_block("Mixed batch sizes"), tmp_path)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "[ 16  16  64  64 256 256]" in completed.stdout
+
+
 def test_the_two_commands_exist():
     makefile = (ROOT / "Makefile").read_text()
     for command in ("demo", "test"):
