@@ -24,7 +24,14 @@ import numpy as np
 
 from . import engine
 from .data import epoch_order, take
-from .engine import GroupRun, GroupSettings, StepMetrics, evaluate_configs, seed_layout, train_step
+from .engine import (
+    GroupRun,
+    GroupSettings,
+    StepMetrics,
+    evaluate_configs,
+    seed_layout,
+    train_step,
+)
 from .optimizers import Optimizer
 from .problem import Problem
 
@@ -45,6 +52,7 @@ class NestedSettings:
     drop_last: bool = False
     epochs_per_chunk: int = 1
     eval_batch_size: int = 1024
+    config_blocks: tuple[int | None, ...] | None = None
 
     @property
     def outer_size(self) -> int:
@@ -85,7 +93,7 @@ def _nested_init(seeds, hyperparams, *, settings: NestedSettings):
 def _nested_chunk(states, shuffle_keys, first_epoch, train, evals, *, settings: NestedSettings):
     tx = settings.optimizer.transformation(learning_rate=0.0)
     step = functools.partial(train_step, problem=settings.problem, tx=tx)
-    step_all = jax.vmap(jax.vmap(step, in_axes=(0, None, None)), in_axes=(0, 0, 0))
+    blocks = settings.config_blocks or (None,) * len(settings.batch_sizes)
     outer_size, length = settings.outer_size, settings.outer_steps * settings.outer_size
     length = max(length, settings.padded_epoch)
 
@@ -100,10 +108,11 @@ def _nested_chunk(states, shuffle_keys, first_epoch, train, evals, *, settings: 
 
         def outer_step(states, t):
             new_states, metrics = [], []
-            for state, order, size in zip(states, orders, settings.batch_sizes):
+            for state, order, size, block in zip(states, orders, settings.batch_sizes, blocks):
                 used = settings.used_examples(size)
+                step_all = engine.vmap_configs(step, block)
 
-                def inner_step(state, s, order=order, size=size, used=used):
+                def inner_step(state, s, order=order, size=size, used=used, step_all=step_all):
                     start = t * outer_size + s * size
                     positions = start + jnp.arange(size, dtype=jnp.int32)
                     mask = positions < used

@@ -6,6 +6,7 @@ batch size); each group is one ``vmap``-over-configs, ``scan``-over-steps progra
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -146,6 +147,7 @@ def sweep(
     strategy: str = "auto",
     micro_batch_size: int | None = None,
     max_batch_size: int | None = None,
+    config_block: int | str | None = "auto",
 ) -> SweepResult:
     """Train every config of ``space`` on ``data`` for ``epochs`` epochs.
 
@@ -172,6 +174,9 @@ def sweep(
         micro_batch_size: the accumulate strategy's micro-batch (default: the gcd of all
             batch sizes).
         max_batch_size: the cap of the adaptive norm test (default: the training set).
+        config_block: run the configs sharing a seed in blocks of this many (``lax.map``)
+            rather than all in one vmap; ``"auto"`` blocks on the CPU at batch sizes of
+            256 and up (``engine.default_config_block``), None never. Results are the same.
 
     A config's ``batch_size`` may be a ``BatchSchedule``; a config's ``norm_test`` key
     (θ) turns on the adaptive batch size of Byrd et al. 2012 for it.
@@ -204,11 +209,21 @@ def sweep(
     train = as_dataset(train)
     evals = {name: as_dataset(value) for name, value in evals.items()}
 
+    if not (
+        config_block in (None, "auto")
+        or (
+            isinstance(config_block, int)
+            and not isinstance(config_block, bool)
+            and config_block >= 1
+        )
+    ):
+        raise ValueError(f"config_block={config_block!r}: a positive integer, 'auto' or None")
     strategy = choose_strategy(
         configs, strategy, num_train, epochs, micro_batch_size, drop_last, epochs_per_chunk
     )
     groups = _plan_groups(
         configs,
+        config_block,
         strategy,
         problem,
         num_train,
@@ -374,8 +389,16 @@ def accumulate_overhead(configs, micro_size, num_train, epochs) -> float:
     return micro_steps / needed
 
 
+def _block_for(config_block, configs, members, batch_size):
+    if config_block != "auto":
+        return config_block
+    per_seed = max(collections.Counter(configs[i].seed for i in members).values())
+    return engine.default_config_block(batch_size, per_seed, jax.default_backend())
+
+
 def _plan_groups(
     configs,
+    config_block,
     strategy,
     problem,
     num_train,
@@ -427,15 +450,23 @@ def _plan_groups(
     if strategy == "nested":
         for opt, members in hyper_groups.items():
             sizes = [configs[i].batch_size for i in members]
+            distinct = tuple(sorted(set(sizes)))
+            blocks = tuple(
+                _block_for(
+                    config_block, configs, [i for i in members if configs[i].batch_size == b], b
+                )
+                for b in distinct
+            )
             settings = nested.NestedSettings(
                 problem,
                 opt,
                 num_train,
-                tuple(sorted(set(sizes))),
+                distinct,
                 shuffle,
                 drop_last,
                 epochs_per_chunk,
                 eval_batch_size,
+                blocks,
             )
             runner = functools.partial(
                 nested.NestedRunner,
@@ -459,6 +490,7 @@ def _plan_groups(
                 shuffle,
                 epochs_per_chunk,
                 eval_batch_size,
+                _block_for(config_block, configs, members, b),
             )
             for b in per_epoch
         ]

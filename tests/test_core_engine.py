@@ -320,3 +320,27 @@ def test_sample_space_is_seeded():
     b = jaxgd.sample(6, seed=3, learning_rate=jaxgd.loguniform(1e-4, 1e-1), momentum=[0.0, 0.9])
     assert list(a) == list(b)
     assert all(1e-4 <= c["learning_rate"] <= 1e-1 for c in a)
+
+
+@pytest.mark.parametrize("config_block", [1, 3, "auto"])
+def test_configs_in_blocks_give_the_same_results(config_block):
+    space = jaxgd.grid(learning_rate=[0.05, 0.2], momentum=[0.0, 0.9], seed=[0, 1])
+    whole = run(space, config_block=None)
+    blocked = run(space, config_block=config_block)
+    assert_params_close(whole.params, blocked.params, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        whole.history["train_loss"], blocked.history["train_loss"], rtol=1e-5
+    )
+
+
+def test_default_config_block_only_blocks_large_batches_on_cpu():
+    from jaxgd.engine import default_config_block
+
+    assert default_config_block(128, 64, "cpu") is None
+    assert default_config_block(256, 64, "cpu") == 8
+    assert default_config_block(1024, 64, "cpu") == 2
+    assert default_config_block(4096, 64, "cpu") == 1
+    assert default_config_block(4096, 64, "gpu") is None
+    assert default_config_block(256, 8, "cpu") is None  # one block would be all of them
+    with pytest.raises(ValueError, match="config_block"):
+        run(config_block=0)
