@@ -11,10 +11,11 @@ process so that its first call pays its own compilations:
 - ``accumulate``: one sweep, one program, micro-batches of gcd(batch sizes);
 - ``auto``: one sweep, the strategy chosen by ``jaxgd.sweep``.
 
-Reported per method: wall seconds of the first call (compilation included), the
-compile seconds inside it, and the median and spread of the wall seconds of
-``--repeats`` further calls (steady state, programs cached). Ratios are against
-``sequential`` from the same run.
+Reported per method: wall seconds of the first call in a fresh process (compilation
+included) and the compile seconds inside it; then, in one process with every method
+warmed up, ``--repeats`` rounds that call each method once in turn (so that the
+machine's drifts hit all alike): the median and spread of those wall seconds (steady
+state, programs cached). Ratios are against ``sequential`` from the same run.
 
     python benchmarks/mixed_batch.py --out runs/mixed_batch.json
 """
@@ -39,10 +40,8 @@ def _space(batch_sizes, learning_rates, momenta):
     return jaxgd.grid(batch_size=batch_sizes, learning_rate=learning_rates, momentum=momenta)
 
 
-def worker(args) -> dict:
-    """Run one method in this process and return its timings."""
-    import jax
-
+def _make_call(method, args):
+    """A function that runs ``method`` once on the benchmark's work; returns the results."""
     import jaxgd
 
     problem = jaxgd.problems.mlp((64, 256, 10))
@@ -50,10 +49,9 @@ def worker(args) -> dict:
     learning_rates = [0.01, 0.03, 0.1, 0.3][: args.learning_rates]
     momenta = [0.0, 0.9]
 
-    def one_call():
-        start = time.perf_counter()
-        if args.worker == "sequential":
-            results = [
+    def call():
+        if method == "sequential":
+            return [
                 jaxgd.sweep(
                     problem,
                     data,
@@ -63,35 +61,59 @@ def worker(args) -> dict:
                 )
                 for b in args.batch_sizes
             ]
-        else:
-            results = [
-                jaxgd.sweep(
-                    problem,
-                    data,
-                    space=_space(args.batch_sizes, learning_rates, momenta),
-                    epochs=args.epochs,
-                    validation=None,
-                    strategy=args.worker,
-                )
-            ]
-        wall = time.perf_counter() - start
-        return wall, results
+        space = _space(args.batch_sizes, learning_rates, momenta)
+        return [
+            jaxgd.sweep(
+                problem, data, space=space, epochs=args.epochs, validation=None, strategy=method
+            )
+        ]
 
-    first_wall, results = one_call()
-    steady = [one_call()[0] for _ in range(args.repeats)]
-    final_losses = sorted(float(loss) for r in results for loss in r.history["train_loss"][:, -1])
+    return call
+
+
+def _timed(call):
+    start = time.perf_counter()
+    results = call()
+    return time.perf_counter() - start, results
+
+
+def first_call(args) -> dict:
+    """In a fresh process: the first call of one method, its compilations included."""
+    import jax
+
+    seconds, results = _timed(_make_call(args.worker, args))
     return {
         "method": args.worker,
-        "strategy": [r.strategy for r in results][0] if args.worker != "sequential" else "grouped",
-        "first_call_seconds": first_wall,
+        "strategy": results[0].strategy if args.worker != "sequential" else "grouped",
+        "first_call_seconds": seconds,
         "compile_seconds": sum(r.total_compile_seconds for r in results),
-        "steady_median_seconds": statistics.median(steady),
-        "steady_min_seconds": min(steady),
-        "steady_max_seconds": max(steady),
         "configs": sum(len(r) for r in results),
-        "final_train_losses": final_losses,
+        "final_train_losses": sorted(
+            float(loss) for r in results for loss in r.history["train_loss"][:, -1]
+        ),
         "device": str(jax.devices()[0].device_kind),
         "jax_version": jax.__version__,
+    }
+
+
+def steady_state(args) -> dict:
+    """In one process, every method warmed up, then ``repeats`` rounds that run each
+    method once in turn, so that drifts of the machine's speed hit all methods alike."""
+    calls = {method: _make_call(method, args) for method in args.methods}
+    for call in calls.values():
+        call()
+    times = {method: [] for method in calls}
+    for _ in range(args.repeats):
+        for method, call in calls.items():
+            times[method].append(_timed(call)[0])
+    return {
+        method: {
+            "steady_median_seconds": statistics.median(values),
+            "steady_min_seconds": min(values),
+            "steady_max_seconds": max(values),
+            "steady_seconds": values,
+        }
+        for method, values in times.items()
     }
 
 
@@ -115,38 +137,34 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", default="runs/mixed_batch.json")
-    parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=(*METHODS, "steady"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(args)))
+    if args.worker == "steady":
+        print(json.dumps(steady_state(args)))
         return 0
+    if args.worker:
+        print(json.dumps(first_call(args)))
+        return 0
+
+    def run_worker(worker):
+        options = ["--batch-sizes", *map(str, args.batch_sizes), "--methods", *args.methods]
+        for name in ("learning_rates", "examples", "epochs", "repeats"):
+            options += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+        command = [sys.executable, __file__, "--worker", worker, *options]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        return json.loads(output.strip().splitlines()[-1])
 
     rows = []
     for method in args.methods:
-        command = [
-            sys.executable,
-            __file__,
-            "--worker",
-            method,
-            "--batch-sizes",
-            *map(str, args.batch_sizes),
-            "--learning-rates",
-            str(args.learning_rates),
-            "--examples",
-            str(args.examples),
-            "--epochs",
-            str(args.epochs),
-            "--repeats",
-            str(args.repeats),
-        ]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(output.strip().splitlines()[-1]))
+        rows.append(run_worker(method))
         print(
             f"{method:>11}: first call {rows[-1]['first_call_seconds']:.2f} s "
-            f"(compile {rows[-1]['compile_seconds']:.2f} s), steady "
-            f"{rows[-1]['steady_median_seconds']:.3f} s",
+            f"(compile {rows[-1]['compile_seconds']:.2f} s)",
             flush=True,
         )
+    steady = run_worker("steady")
+    for row in rows:
+        row.update(steady[row["method"]])
 
     base = next((r for r in rows if r["method"] == "sequential"), None)
     if base is not None:

@@ -32,11 +32,18 @@ import numpy as np
 
 from . import engine
 from .data import BatchPlan, batch_indices, epoch_order, take
-from .engine import GroupRunner, GroupSettings, TrainState, apply_gradient, evaluate_configs
+from .engine import GroupRunner, TrainState, apply_gradient, evaluate_configs
 from .optimizers import Optimizer
 from .problem import Problem, example_losses
 
-__all__ = ["AccumulateSettings", "AccumulateState", "accumulate_step", "AccumulateRunner"]
+__all__ = [
+    "AccumulateSettings",
+    "AccumulateState",
+    "accumulate_step",
+    "AccumulateRunner",
+    "micro_batch_size",
+    "norm_test_multiple",
+]
 
 PyTree = Any
 
@@ -322,6 +329,3 @@ class AccumulateRunner(GroupRunner):
 def micro_batch_size(batch_sizes: Sequence[int]) -> int:
     """The largest micro-batch dividing every batch size: their gcd."""
     return functools.reduce(math.gcd, (int(b) for b in batch_sizes))
-
-
-__all__ += ["micro_batch_size", "norm_test_multiple", "GroupSettings"]

@@ -1,12 +1,12 @@
 """One program for configs of different fixed batch sizes, by nested scans.
 
 The configs are split into groups by batch size b_g. An outer step covers L examples of
-the epoch, L = lcm of the batch sizes (or the whole epoch when that is larger); inside
-it, group g runs an inner ``scan`` of L / b_g ordinary mini-batch steps at its own batch
-size. Every group thus keeps its own matrix shapes (large batches stay large matmuls),
-no update is masked, and the whole sweep is ONE compiled program. Inner steps that fall
-past the end of the epoch hold no example and are skipped with ``lax.cond`` (the group
-shares the positions, so the branch is taken outside the vmap over configs).
+the epoch, L = lcm of the batch sizes; inside it, group g runs an inner ``scan`` of
+L / b_g ordinary mini-batch steps at its own batch size. The rest of the epoch (less
+than L examples, or all of it when L exceeds the epoch) is a tail in which each group
+takes its remaining steps. Every group keeps its own matrix shapes (large batches stay
+large matmuls), every step count is static, no update is masked or branched over, and
+the whole sweep is ONE compiled program doing exactly the grouped arithmetic.
 """
 
 from __future__ import annotations
@@ -56,20 +56,23 @@ class NestedSettings:
 
     @property
     def outer_size(self) -> int:
-        """L: examples per outer step (lcm of the batch sizes, at most the padded epoch)."""
-        lcm = functools.reduce(math.lcm, self.batch_sizes)
-        return lcm if lcm < self.num_examples else self.padded_epoch
+        """L: examples per outer step, the lcm of the batch sizes. (Multiples of it, up to
+        the whole epoch, measured no faster on the CPU.)"""
+        return functools.reduce(math.lcm, self.batch_sizes)
+
+    @property
+    def full_outer_steps(self) -> int:
+        """Outer steps that lie wholly inside the epoch (0 when L exceeds it)."""
+        return self.num_examples // self.outer_size
 
     @property
     def padded_epoch(self) -> int:
         return max(math.ceil(self.num_examples / b) * b for b in self.batch_sizes)
 
-    @property
-    def outer_steps(self) -> int:
-        return math.ceil(self.num_examples / self.outer_size)
-
-    def inner_steps(self, batch_size: int) -> int:
-        return self.outer_size // batch_size
+    def tail_steps(self, batch_size: int) -> int:
+        """Steps of that group after the full outer steps (the last may be partial)."""
+        rest = self.used_examples(batch_size) - self.full_outer_steps * self.outer_size
+        return math.ceil(rest / batch_size)
 
     def used_examples(self, batch_size: int) -> int:
         if self.drop_last:
@@ -91,11 +94,35 @@ def _nested_init(seeds, hyperparams, *, settings: NestedSettings):
 
 
 def _nested_chunk(states, shuffle_keys, first_epoch, train, evals, *, settings: NestedSettings):
+    """``epochs_per_chunk`` epochs of every group.
+
+    An epoch is ``full_outer_steps`` outer steps of L examples, in each of which group g
+    takes L / b_g steps, then a tail over the rest of the epoch in which group g takes
+    its remaining ``tail_steps(b_g)`` steps (the last maybe partial, masked). All step
+    counts are static: no step is empty, so none needs a branch or a masked update.
+    """
     tx = settings.optimizer.transformation(learning_rate=0.0)
     step = functools.partial(train_step, problem=settings.problem, tx=tx)
     blocks = settings.config_blocks or (None,) * len(settings.batch_sizes)
-    outer_size, length = settings.outer_size, settings.outer_steps * settings.outer_size
-    length = max(length, settings.padded_epoch)
+    steps_all = [engine.vmap_configs(step, block) for block in blocks]
+    outer_size, full_outer = settings.outer_size, settings.full_outer_steps
+    length = max(settings.padded_epoch, full_outer * outer_size)
+
+    def group_steps(state, order, group, offset, count):
+        """``count`` steps of group ``group`` from example ``offset`` of the epoch."""
+        size, used = (
+            settings.batch_sizes[group],
+            settings.used_examples(settings.batch_sizes[group]),
+        )
+
+        def one_step(state, s):
+            start = offset + s * size
+            index = jax.lax.dynamic_slice_in_dim(order, start, size, axis=1)
+            mask = jnp.broadcast_to(start + jnp.arange(size) < used, index.shape)
+            return steps_all[group](state, take(train, index), mask)
+
+        state, metrics = jax.lax.scan(one_step, state, jnp.arange(count, dtype=jnp.int32))
+        return state, jax.tree.map(lambda m: m.sum(0), metrics)
 
     def one_epoch(states, epoch):
         orders = []
@@ -105,44 +132,42 @@ def _nested_chunk(states, shuffle_keys, first_epoch, train, evals, *, settings: 
                 epoch_keys
             )
             orders.append(jnp.pad(order, ((0, 0), (0, length - settings.num_examples))))
+        groups = range(len(settings.batch_sizes))
 
         def outer_step(states, t):
-            new_states, metrics = [], []
-            for state, order, size, block in zip(states, orders, settings.batch_sizes, blocks):
-                used = settings.used_examples(size)
-                step_all = engine.vmap_configs(step, block)
-
-                def inner_step(state, s, order=order, size=size, used=used, step_all=step_all):
-                    start = t * outer_size + s * size
-                    positions = start + jnp.arange(size, dtype=jnp.int32)
-                    mask = positions < used
-                    seeds = order.shape[0]
-
-                    def run(state):
-                        index = jax.lax.dynamic_slice_in_dim(order, start, size, axis=1)
-                        return step_all(
-                            state, take(train, index), jnp.broadcast_to(mask, (seeds, size))
-                        )
-
-                    def skip(state):
-                        zeros = jnp.zeros(state.updates.shape, jnp.result_type(float))
-                        return state, StepMetrics(zeros, zeros)
-
-                    return jax.lax.cond(jnp.any(mask), run, skip, state)
-
-                state, step_metrics = jax.lax.scan(
-                    inner_step, state, jnp.arange(settings.inner_steps(size), dtype=jnp.int32)
+            results = [
+                group_steps(
+                    states[g], orders[g], g, t * outer_size, outer_size // settings.batch_sizes[g]
                 )
-                new_states.append(state)
-                metrics.append(jax.tree.map(lambda m: m.sum(0), step_metrics))
-            return tuple(new_states), tuple(metrics)
+                for g in groups
+            ]
+            return tuple(r[0] for r in results), tuple(r[1] for r in results)
 
-        states, metrics = jax.lax.scan(
-            outer_step, states, jnp.arange(settings.outer_steps, dtype=jnp.int32)
+        zeros = tuple(
+            StepMetrics(*(2 * (jnp.zeros(s.updates.shape, jnp.result_type(float)),)))
+            for s in states
         )
+        metrics = zeros
+        if full_outer:
+            states, outer_metrics = jax.lax.scan(
+                outer_step, states, jnp.arange(full_outer, dtype=jnp.int32)
+            )
+            metrics = jax.tree.map(lambda m: m.sum(0), outer_metrics)
+        tail_states, tail_metrics = [], []
+        for g in groups:
+            count = settings.tail_steps(settings.batch_sizes[g])
+            if count:
+                state, m = group_steps(states[g], orders[g], g, full_outer * outer_size, count)
+            else:
+                state, m = states[g], zeros[g]
+            tail_states.append(state)
+            tail_metrics.append(m)
+        states = tuple(tail_states)
+        metrics = jax.tree.map(jnp.add, metrics, tuple(tail_metrics))
+
         histories = []
         for state, m in zip(states, metrics):
-            history = {"train_loss": m.loss_sum.sum(0) / m.count.sum(0)}
+            history = {"train_loss": m.loss_sum / m.count}
             for name, data in evals.items():
                 means = evaluate_configs(
                     settings.problem, state.params, data, settings.eval_batch_size, config_dims=2
@@ -201,14 +226,7 @@ class NestedRunner:
         self.compile_seconds = 0.0
         self.run_seconds = 0.0
 
-    def _chunk_args(self, first_epoch: int):
-        return (
-            self.states,
-            self.shuffle_keys,
-            jnp.asarray(first_epoch, jnp.int32),
-            self.train,
-            self.evals,
-        )
+    _chunk_args = engine.GroupRunner._chunk_args
 
     def prepare(self) -> None:
         init, seconds = _nested_init_program.compiled(*self.init_args, settings=self.settings)
@@ -234,7 +252,9 @@ class NestedRunner:
         return self._merge([{k: v.T for k, v in g.items()} for g in values])  # [K, E]
 
     def _merge(self, per_group: Sequence[dict[str, np.ndarray]], axis_last=True):
-        """Per-group ``[E, U, M]`` arrays (transposed) into ``[K, ...]`` in config order."""
+        """Per-group arrays into ``[K, ...]`` in the order of the configs given: indexed
+        ``[U, M, ...]`` (``axis_last=False``) or ``[M, U, ...]`` (chunk metrics
+        transposed from ``[E, U, M]``)."""
         merged: dict[str, np.ndarray] = {}
         for members, (_, slots), values in zip(self.members, self.layouts, per_group):
             rows, cols = engine._first_slots(slots, len(members))
