@@ -294,13 +294,10 @@ class AccumulateRunner(GroupRunner):
         self.multiples = multiples  # [config, epoch]
         self.thetas = list(thetas)
 
-    def _per_slot(self, values: np.ndarray) -> np.ndarray:
-        return values[self.slots]
-
     def _init_args(self):
         seeds, grid = super()._init_args()
-        multiples = jnp.asarray(self._per_slot(self.multiples[:, 0]), jnp.int32)
-        thetas = jnp.asarray(self._per_slot(np.asarray(self.thetas)), jnp.result_type(float))
+        multiples = jnp.asarray(self.multiples[self.slots, 0], jnp.int32)
+        thetas = jnp.asarray(np.asarray(self.thetas)[self.slots], jnp.result_type(float))
         return seeds, grid, multiples, thetas
 
     def prepare(self) -> None:

@@ -202,7 +202,9 @@ def evaluate_configs(
 
 def _group_init(seeds, hyperparams, *, settings: GroupSettings):
     """States ``[U, M]`` and shuffle keys ``[U]`` from seeds ``[U]`` and hyperparameters
-    ``{name: [U, M]}``: configs of one seed share the initial parameters."""
+    ``{name: [U, M]}``: configs of one seed share the initial parameters. Only
+    ``settings.problem`` and ``settings.optimizer`` are read, so every strategy's
+    settings serve."""
     keys = jax.vmap(jax.random.key)(seeds)
     init_keys, shuffle_keys = jax.vmap(lambda k: tuple(jax.random.split(k)))(keys)
     params = jax.vmap(settings.problem.init)(init_keys)

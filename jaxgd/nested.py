@@ -26,7 +26,6 @@ from . import engine
 from .data import epoch_order, take
 from .engine import (
     GroupRun,
-    GroupSettings,
     StepMetrics,
     evaluate_configs,
     seed_layout,
@@ -79,17 +78,10 @@ class NestedSettings:
             return self.num_examples // batch_size * batch_size
         return self.num_examples
 
-    def group_settings(self) -> GroupSettings:
-        """For the shared initialisation: only problem and optimizer matter there."""
-        from .data import BatchPlan
-
-        return GroupSettings(self.problem, self.optimizer, BatchPlan(self.num_examples, 1))
-
 
 def _nested_init(seeds, hyperparams, *, settings: NestedSettings):
     """Per group: states ``[U_g, M_g]`` and shuffle keys ``[U_g]``."""
-    group = settings.group_settings()
-    pairs = [engine._group_init(s, h, settings=group) for s, h in zip(seeds, hyperparams)]
+    pairs = [engine._group_init(s, h, settings=settings) for s, h in zip(seeds, hyperparams)]
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -142,11 +143,11 @@ class SweepResult:
     def to_csv(self, path: str | os.PathLike) -> None:
         rows = self.table()
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        lines = _CsvBuffer()
+        lines = io.StringIO()
         writer = csv.DictWriter(lines, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-        _atomic_write(path, lines.text())
+        _atomic_write(path, lines.getvalue())
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Rows and histories; NaN is written as null."""
@@ -186,14 +187,3 @@ def _format_cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-class _CsvBuffer:
-    def __init__(self):
-        self.parts: list[str] = []
-
-    def write(self, text: str) -> None:
-        self.parts.append(text)
-
-    def text(self) -> str:
-        return "".join(self.parts)
