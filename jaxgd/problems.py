@@ -32,6 +32,7 @@ __all__ = [
     "load_digits",
     "digits_mlp",
     "digits_cnn",
+    "conv2d",
 ]
 
 
@@ -214,14 +215,8 @@ def _digits_cnn(channels: tuple[int, int]) -> Problem:
         }
 
     def logits(params, x):
-        image = x.reshape(1, 8, 8, 1)
-        dims = ("NHWC", "HWIO", "NHWC")
-        h = jax.lax.conv_general_dilated(
-            image, params["conv1"], (1, 1), "SAME", dimension_numbers=dims
-        )
-        h = jax.nn.relu(h + params["bias1"])
-        h = jax.lax.conv_general_dilated(h, params["conv2"], (2, 2), "SAME", dimension_numbers=dims)
-        h = jax.nn.relu(h + params["bias2"]).reshape(-1)
+        h = jax.nn.relu(conv2d(x.reshape(8, 8, 1), params["conv1"]) + params["bias1"])
+        h = jax.nn.relu(conv2d(h, params["conv2"], stride=2) + params["bias2"]).reshape(-1)
         return h @ params["dense"]["w"] + params["dense"]["b"]
 
     def loss(params, example):
@@ -231,3 +226,34 @@ def _digits_cnn(channels: tuple[int, int]) -> Problem:
         return {"accuracy": _accuracy(logits(params, example["x"]), example["y"])}
 
     return Problem(init, loss, metrics, "digits_cnn")
+
+
+def conv2d(image: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+    """A 2-D convolution of one image ``[H, W, C]`` with ``kernel [kh, kw, C, O]`` and
+    "SAME" padding, written as patches times a matrix:
+
+        out[y, x] = Σ_{i,j,c} padded[s·y + i, s·x + j, c] · kernel[i, j, c, :]
+
+    It equals ``lax.conv_general_dilated(..., "SAME")`` with NHWC/HWIO layouts to
+    rounding. Why not that: XLA's CPU backend runs a convolution's gradients on a slow
+    path when they sit inside a loop (jax-ml/jax#12868), and jaxgd trains inside
+    ``lax.scan``; on the digits CNN the weight gradient ran 16x slower there
+    (benchmarks/README.md). Slices and a matrix product have fast gradients anywhere,
+    and under ``vmap`` over examples and configs they become batched matrix products.
+    """
+    kh, kw, channels, _ = kernel.shape
+    height, width, _ = image.shape
+    out_h, out_w = -(-height // stride), -(-width // stride)
+    pad_h = max((out_h - 1) * stride + kh - height, 0)
+    pad_w = max((out_w - 1) * stride + kw - width, 0)
+    padded = jnp.pad(
+        image, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0))
+    )
+    end_h, end_w = (out_h - 1) * stride + 1, (out_w - 1) * stride + 1
+    strides = (stride, stride, 1)
+    patches = [
+        jax.lax.slice(padded, (i, j, 0), (i + end_h, j + end_w, channels), strides)
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return jnp.concatenate(patches, axis=-1) @ kernel.reshape(kh * kw * channels, -1)

@@ -61,6 +61,11 @@ def resolve_configs(
     num_train: int,
 ) -> list[ResolvedConfig]:
     """Validate every config of the space and split it; raises before anything compiles."""
+    if isinstance(space, Mapping):
+        raise TypeError(
+            "space= takes configs (a list of dicts, jaxgd.grid(...) or jaxgd.sample(...)), "
+            f"not one dict; for every combination of {dict(space)} write jaxgd.grid(**space)"
+        )
     configs = list(space)
     if not configs:
         raise ValueError("the space has no configs: build one with jaxgd.grid(...) or sample(...)")

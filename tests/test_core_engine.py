@@ -312,6 +312,8 @@ def test_bad_input_is_refused_before_anything_compiles():
         run(jaxgd.grid(learning_rate=["fast"]))
     with pytest.raises(ValueError, match="no batch_size"):
         run(batch_size=None)
+    with pytest.raises(TypeError, match=r"jaxgd.grid\(\*\*space\)"):
+        run({"learning_rate": [0.1, 0.01]})
     assert jaxgd.compile_count() == before
 
 
