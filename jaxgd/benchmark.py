@@ -199,6 +199,8 @@ class JaxgdSweep(Method):
 
     def prepare(self) -> float:
         self.device_data = {k: jax.device_put(v) for k, v in self.workload.data.items()}
+        example = {k: v[0] for k, v in self.workload.data.items()}
+        self.activation_floats = engine.example_activation_floats(self.workload.problem, example)
         return 0.0
 
     def _note_program(self, count: int, compile_seconds: float) -> None:
@@ -212,7 +214,9 @@ class JaxgdSweep(Method):
             # On the CPU large batches run the configs in blocks (lax.map), a loop whose
             # body XLA's cost analysis counts once: scale by the number of blocks (the
             # gather outside the loop is then over-counted, by well under 1%).
-            block = engine.default_config_block(self.batch_size, count, jax.default_backend())
+            block = engine.default_config_block(
+                self.batch_size, count, jax.default_backend(), self.activation_floats
+            )
             if flops is not None and block is not None:
                 flops *= math.ceil(count / block)
             _chunk_flops[key] = flops

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -234,18 +235,48 @@ def vmap_configs(step: Callable, config_block: int | None = None) -> Callable:
     return jax.vmap(per_seed, in_axes=(0, 0, 0))
 
 
-def default_config_block(batch_size: int, configs_per_seed: int, backend: str) -> int | None:
-    """Configs per block on the CPU: about 2048 examples x configs at a time from batch
-    256 up, so that a block's activations stay in cache; None (all configs at once) below
-    that, and on accelerators, which want the widest vmap.
+# Config blocks on the CPU (benchmarks/config_blocks.py, 2-core Zen 5, MLP and digits CNN):
+# blocks help once one config's activations per step reach about 2^16 floats, and the best
+# blocks hold about 2^21 floats (8 MiB) of activations, a few times the L2 per core.
+_BLOCK_FROM_FLOATS = 2**16
+_BLOCK_FLOATS = 2**21
 
-    Tuned on the MLP 64-256-10 with 64 configs on a 2-core CPU (benchmarks/README.md):
-    blocks ran 1.3x faster at batch 256, 1.8x at 1024, 3.6x at 4096, and slower below 128.
+
+def default_config_block(
+    batch_size: int, configs_per_seed: int, backend: str, activation_floats: int
+) -> int | None:
+    """Configs per block on the CPU, so that a block's activations stay in cache.
+
+    With ``a = batch_size x activation_floats`` (one config's activations per step, from
+    ``example_activation_floats``): None (all configs in one vmap) when ``a < 2^16`` or on
+    accelerators, which want the widest vmap; else the power of two nearest below
+    ``2^21 / a``, at least 1. Measured gains over one vmap of 64 configs: 1.1-3x on the
+    MLP 64-256-10 at B >= 128, 1.3-3.8x on the digits CNN (benchmarks/README.md).
     """
-    if backend != "cpu" or batch_size < 256:
+    per_config = batch_size * activation_floats
+    if backend != "cpu" or per_config < _BLOCK_FROM_FLOATS:
         return None
-    block = 2 ** int(math.log2(max(1, 2048 // batch_size)))
+    block = 2 ** int(math.log2(max(1, _BLOCK_FLOATS // per_config)))
     return block if block < configs_per_seed else None
+
+
+def example_activation_floats(problem: Problem, example: PyTree) -> int:
+    """How many floats the loss computes from one example (the sizes of every value in
+    its jaxpr that depends on the example; values computed from the parameters alone,
+    such as a reshaped kernel, are shared by the batch and not counted).
+
+    ``example`` is one example without the batch axis; arrays or ``ShapeDtypeStruct``.
+    """
+    params = jax.eval_shape(problem.init, jax.random.key(0))
+    jaxpr = jax.make_jaxpr(problem.loss)(params, example).jaxpr
+    dependent = set(jaxpr.invars[len(jax.tree.leaves(params)) :])
+    total = 0
+    for eqn in jaxpr.eqns:
+        inputs = [v for v in eqn.invars if not isinstance(v, jax.extend.core.Literal)]
+        if any(v in dependent for v in inputs):
+            dependent.update(eqn.outvars)
+            total += sum(math.prod(v.aval.shape) for v in eqn.outvars)
+    return total
 
 
 def _group_chunk(states, shuffle_keys, first_epoch, train, evals, *, settings: GroupSettings):

@@ -180,8 +180,9 @@ def sweep(
             batch sizes).
         max_batch_size: the cap of the adaptive norm test (default: the training set).
         config_block: run the configs sharing a seed in blocks of this many (``lax.map``)
-            rather than all in one vmap; ``"auto"`` blocks on the CPU at batch sizes of
-            256 and up (``engine.default_config_block``), None never. Results are the same.
+            rather than all in one vmap; ``"auto"`` blocks on the CPU when a config's
+            activations per step are large (``engine.default_config_block``), None never.
+            Results are the same to rounding.
 
     A config's ``batch_size`` may be a ``BatchSchedule``; a config's ``norm_test`` key
     (θ) turns on the adaptive batch size of Byrd et al. 2012 for it.
@@ -228,7 +229,7 @@ def sweep(
     )
     groups = _plan_groups(
         configs,
-        config_block,
+        _block_rule(config_block, configs, problem, train),
         strategy,
         problem,
         num_train,
@@ -394,16 +395,24 @@ def accumulate_overhead(configs, micro_size, num_train, epochs) -> float:
     return micro_steps / needed
 
 
-def _block_for(config_block, configs, members, batch_size):
+def _block_rule(config_block, configs, problem, train):
+    """``block_for(members, batch_size)``: the config block of a group (see ``sweep``)."""
     if config_block != "auto":
-        return config_block
-    per_seed = max(collections.Counter(configs[i].seed for i in members).values())
-    return engine.default_config_block(batch_size, per_seed, jax.default_backend())
+        return lambda members, batch_size: config_block
+    backend = jax.default_backend()
+    example = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), train)
+    floats = engine.example_activation_floats(problem, example) if backend == "cpu" else 0
+
+    def block_for(members, batch_size):
+        per_seed = max(collections.Counter(configs[i].seed for i in members).values())
+        return engine.default_config_block(batch_size, per_seed, backend, floats)
+
+    return block_for
 
 
 def _plan_groups(
     configs,
-    config_block,
+    block_for,
     strategy,
     problem,
     num_train,
@@ -457,10 +466,7 @@ def _plan_groups(
             sizes = [configs[i].batch_size for i in members]
             distinct = tuple(sorted(set(sizes)))
             blocks = tuple(
-                _block_for(
-                    config_block, configs, [i for i in members if configs[i].batch_size == b], b
-                )
-                for b in distinct
+                block_for([i for i in members if configs[i].batch_size == b], b) for b in distinct
             )
             settings = nested.NestedSettings(
                 problem,
@@ -495,7 +501,7 @@ def _plan_groups(
                 shuffle,
                 epochs_per_chunk,
                 eval_batch_size,
-                _block_for(config_block, configs, members, b),
+                block_for(members, b),
             )
             for b in per_epoch
         ]

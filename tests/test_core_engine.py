@@ -335,14 +335,29 @@ def test_configs_in_blocks_give_the_same_results(config_block):
     )
 
 
-def test_default_config_block_only_blocks_large_batches_on_cpu():
+def test_default_config_block_blocks_large_activations_on_cpu():
     from jaxgd.engine import default_config_block
 
-    assert default_config_block(128, 64, "cpu") is None
-    assert default_config_block(256, 64, "cpu") == 8
-    assert default_config_block(1024, 64, "cpu") == 2
-    assert default_config_block(4096, 64, "cpu") == 1
-    assert default_config_block(4096, 64, "gpu") is None
-    assert default_config_block(256, 8, "cpu") is None  # one block would be all of them
+    mlp = 825  # floats per example of the MLP 64-256-10 (checked below)
+    assert default_config_block(64, 64, "cpu", mlp) is None  # 52,800 < 2^16 floats
+    assert default_config_block(128, 64, "cpu", mlp) == 16  # 2^21 / 105,600 = 19.9
+    assert default_config_block(1024, 64, "cpu", mlp) == 2
+    assert default_config_block(4096, 64, "cpu", mlp) == 1
+    assert default_config_block(4096, 64, "gpu", mlp) is None
+    assert default_config_block(256, 8, "cpu", mlp) is None  # one block would be all of them
+
+
+def test_example_activation_floats_counts_what_depends_on_the_example():
+    from jaxgd.engine import example_activation_floats
+
+    problem = jaxgd.problems.mlp((64, 256, 10))
+    example = {"x": jnp.zeros(64), "y": jnp.zeros([], jnp.int32)}
+    # 256 x (matmul, bias, relu) + 10 x (matmul, bias) + the cross-entropy's small values.
+    assert 3 * 256 + 2 * 10 < example_activation_floats(problem, example) < 3 * 256 + 100
+    # Values of the parameters alone (the CNN's reshaped kernels) are not counted.
+    cnn, _ = jaxgd.problems.digits_cnn()
+    cnn_floats = example_activation_floats(cnn, {"x": jnp.zeros(64), "y": example["y"]})
+    assert 64 * 8 * 3 < cnn_floats < 8000
+
     with pytest.raises(ValueError, match="config_block"):
         run(config_block=0)
