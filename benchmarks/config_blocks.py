@@ -56,8 +56,8 @@ def measure(problem_name: str, batch_size: int, configs: int, repeats: int) -> d
         print(
             f"{problem_name} B={batch_size} K={configs} block={block}: {seconds[str(block)]:.3f}s"
         )
-    floats = engine.example_activation_floats(problem, {k: v[0] for k, v in data.items()})
-    auto = engine.default_config_block(batch_size, configs, jax.default_backend(), floats)
+    footprint = engine.footprint(problem, {k: v[0] for k, v in data.items()})
+    auto = engine.default_config_block(batch_size, configs, jax.default_backend(), footprint)
     best = min(seconds, key=seconds.get)
     return {
         "problem": problem_name,
@@ -65,7 +65,7 @@ def measure(problem_name: str, batch_size: int, configs: int, repeats: int) -> d
         "configs": configs,
         "seconds": seconds,
         "best": best,
-        "activation_floats": floats,
+        "footprint": footprint._asdict(),
         "auto": str(auto),
         "auto_over_best": seconds.get(str(auto), float("nan")) / seconds[best],
     }

@@ -200,7 +200,7 @@ class JaxgdSweep(Method):
     def prepare(self) -> float:
         self.device_data = {k: jax.device_put(v) for k, v in self.workload.data.items()}
         example = {k: v[0] for k, v in self.workload.data.items()}
-        self.activation_floats = engine.example_activation_floats(self.workload.problem, example)
+        self.footprint = engine.footprint(self.workload.problem, example)
         return 0.0
 
     def _note_program(self, count: int, compile_seconds: float) -> None:
@@ -215,7 +215,7 @@ class JaxgdSweep(Method):
             # body XLA's cost analysis counts once: scale by the number of blocks (the
             # gather outside the loop is then over-counted, by well under 1%).
             block = engine.default_config_block(
-                self.batch_size, count, jax.default_backend(), self.activation_floats
+                self.batch_size, count, jax.default_backend(), self.footprint
             )
             if flops is not None and block is not None:
                 flops *= math.ceil(count / block)

@@ -236,47 +236,60 @@ def vmap_configs(step: Callable, config_block: int | None = None) -> Callable:
 
 
 # Config blocks on the CPU (benchmarks/config_blocks.py, 2-core Zen 5, MLP and digits CNN):
-# blocks help once one config's activations per step reach about 2^16 floats, and the best
-# blocks hold about 2^21 floats (8 MiB) of activations, a few times the L2 per core.
+# blocks pay once one config's activations per step reach 2^16 floats and 8x its
+# parameters (below that, passes over the [K, P] parameters and optimizer state, which
+# blocks do not shrink, dominate); the best blocks hold about 2^21 floats (8 MiB).
 _BLOCK_FROM_FLOATS = 2**16
+_BLOCK_FROM_PARAMETER_MULTIPLE = 8
 _BLOCK_FLOATS = 2**21
 
 
+class Footprint(NamedTuple):
+    """Floats per config: computed from one example by the loss, and in the parameters."""
+
+    activation_floats: int
+    parameter_floats: int
+
+
 def default_config_block(
-    batch_size: int, configs_per_seed: int, backend: str, activation_floats: int
+    batch_size: int, configs_per_seed: int, backend: str, footprint: Footprint
 ) -> int | None:
     """Configs per block on the CPU, so that a block's activations stay in cache.
 
-    With ``a = batch_size x activation_floats`` (one config's activations per step, from
-    ``example_activation_floats``): None (all configs in one vmap) when ``a < 2^16`` or on
-    accelerators, which want the widest vmap; else the power of two nearest below
-    ``2^21 / a``, at least 1. Measured gains over one vmap of 64 configs: 1.1-3x on the
-    MLP 64-256-10 at B >= 128, 1.3-3.8x on the digits CNN (benchmarks/README.md).
+    With ``a = batch_size x footprint.activation_floats`` (one config's activations per
+    step): None (all configs in one vmap) on accelerators, which want the widest vmap,
+    and when ``a < 2^16`` or ``a < 8 x footprint.parameter_floats``; else the power of
+    two nearest below ``2^21 / a``, at least 1 (benchmarks/README.md has the measurements).
     """
-    per_config = batch_size * activation_floats
-    if backend != "cpu" or per_config < _BLOCK_FROM_FLOATS:
+    per_config = batch_size * footprint.activation_floats
+    if (
+        backend != "cpu"
+        or per_config < _BLOCK_FROM_FLOATS
+        or per_config < _BLOCK_FROM_PARAMETER_MULTIPLE * footprint.parameter_floats
+    ):
         return None
     block = 2 ** int(math.log2(max(1, _BLOCK_FLOATS // per_config)))
     return block if block < configs_per_seed else None
 
 
-def example_activation_floats(problem: Problem, example: PyTree) -> int:
-    """How many floats the loss computes from one example (the sizes of every value in
-    its jaxpr that depends on the example; values computed from the parameters alone,
-    such as a reshaped kernel, are shared by the batch and not counted).
+def footprint(problem: Problem, example: PyTree) -> Footprint:
+    """The problem's ``Footprint``. Activations: the sizes of every value in the loss's
+    jaxpr that depends on the example (values of the parameters alone, such as a
+    reshaped kernel, are shared by the batch and not counted).
 
     ``example`` is one example without the batch axis; arrays or ``ShapeDtypeStruct``.
     """
     params = jax.eval_shape(problem.init, jax.random.key(0))
     jaxpr = jax.make_jaxpr(problem.loss)(params, example).jaxpr
     dependent = set(jaxpr.invars[len(jax.tree.leaves(params)) :])
-    total = 0
+    activations = 0
     for eqn in jaxpr.eqns:
         inputs = [v for v in eqn.invars if not isinstance(v, jax.extend.core.Literal)]
         if any(v in dependent for v in inputs):
             dependent.update(eqn.outvars)
-            total += sum(math.prod(v.aval.shape) for v in eqn.outvars)
-    return total
+            activations += sum(math.prod(v.aval.shape) for v in eqn.outvars)
+    parameters = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
+    return Footprint(activations, parameters)
 
 
 def _group_chunk(states, shuffle_keys, first_epoch, train, evals, *, settings: GroupSettings):

@@ -401,11 +401,11 @@ def _block_rule(config_block, configs, problem, train):
         return lambda members, batch_size: config_block
     backend = jax.default_backend()
     example = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), train)
-    floats = engine.example_activation_floats(problem, example) if backend == "cpu" else 0
+    footprint = engine.footprint(problem, example) if backend == "cpu" else None
 
     def block_for(members, batch_size):
         per_seed = max(collections.Counter(configs[i].seed for i in members).values())
-        return engine.default_config_block(batch_size, per_seed, backend, floats)
+        return engine.default_config_block(batch_size, per_seed, backend, footprint)
 
     return block_for
 
