@@ -252,19 +252,21 @@ class Footprint(NamedTuple):
 
 
 def default_config_block(
-    batch_size: int, configs_per_seed: int, backend: str, footprint: Footprint
+    batch_size: int, configs_per_seed: int, backend: str, footprint: Footprint | None
 ) -> int | None:
     """Configs per block on the CPU, so that a block's activations stay in cache.
 
     With ``a = batch_size x footprint.activation_floats`` (one config's activations per
-    step): None (all configs in one vmap) on accelerators, which want the widest vmap,
-    and when ``a < 2^16`` or ``a < 8 x footprint.parameter_floats``; else the power of
-    two nearest below ``2^21 / a``, at least 1 (benchmarks/README.md has the measurements).
+    step): None (all configs in one vmap) on accelerators, which want the widest vmap
+    (``sweep`` measures no footprint there and passes None); None when ``a < 2^16`` or
+    ``a < 8 x footprint.parameter_floats``; else the power of two nearest below
+    ``2^21 / a``, at least 1 (benchmarks/README.md has the measurements).
     """
+    if backend != "cpu" or footprint is None:
+        return None
     per_config = batch_size * footprint.activation_floats
     if (
-        backend != "cpu"
-        or per_config < _BLOCK_FROM_FLOATS
+        per_config < _BLOCK_FROM_FLOATS
         or per_config < _BLOCK_FROM_PARAMETER_MULTIPLE * footprint.parameter_floats
     ):
         return None

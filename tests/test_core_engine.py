@@ -345,6 +345,7 @@ def test_default_config_block_blocks_large_activations_on_cpu():
     assert default_config_block(1024, 64, "cpu", mlp) == 2
     assert default_config_block(4096, 64, "cpu", mlp) == 1
     assert default_config_block(4096, 64, "gpu", mlp) is None
+    assert default_config_block(4096, 64, "gpu", None) is None  # sweep's call off the CPU
     assert default_config_block(256, 8, "cpu", mlp) is None  # one block would be all of them
     cnn = Footprint(activation_floats=6885, parameter_floats=3818)
     assert default_config_block(16, 64, "cpu", cnn) == 16
