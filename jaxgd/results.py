@@ -62,6 +62,9 @@ class SweepResult:
         strategy: how configs of different batch sizes ran ("grouped" or "accumulate").
         groups: one entry per compiled group: ``configs`` (indices), ``compile_seconds``
             and ``seconds``.
+        compiled: the compiled chunk programs that trained the sweep (``jax.stages.Compiled``,
+            one or more per group, in group order): ``.cost_analysis()`` gives XLA's FLOPs.
+            Kept in memory only; never written.
     """
 
     configs: list[dict[str, Any]]
@@ -75,6 +78,7 @@ class SweepResult:
     params: PyTree | None = None
     strategy: str = "grouped"
     groups: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    compiled: list[Any] = dataclasses.field(default_factory=list, repr=False)
 
     @property
     def total_compile_seconds(self) -> float:

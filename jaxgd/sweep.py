@@ -309,6 +309,11 @@ def sweep(
         params=_merge_params(params_parts, count) if return_params else None,
         strategy=strategy,
         groups=group_rows,
+        compiled=[
+            e
+            for r in runners
+            for e in (r.executables.values() if hasattr(r, "executables") else [r.executable])
+        ],
     )
 
 

@@ -1,0 +1,1 @@
+"""The core: pure, jittable pieces that know no strategy."""
