@@ -64,7 +64,12 @@ def _make_call(method, args):
         space = _space(args.batch_sizes, learning_rates, momenta)
         return [
             jaxgd.sweep(
-                problem, data, space=space, epochs=args.epochs, validation=None, strategy=method
+                problem,
+                data,
+                space=space,
+                epochs=args.epochs,
+                validation=None,
+                options=jaxgd.SweepOptions(strategy=method),
             )
         ]
 

@@ -35,7 +35,7 @@ result = jaxgd.sweep(
     space=jaxgd.grid(learning_rate=LEARNING_RATE, momentum=MOMENTA),
     batch_size=1,
     epochs=STEPS,
-    epochs_per_chunk=STEPS,
+    options=jaxgd.SweepOptions(epochs_per_chunk=STEPS),
     validation=None,
     return_params=True,
 )

@@ -2,18 +2,19 @@
 
 from . import plots as plots
 from . import problems as problems
+from .core.compile import compile_count as compile_count
 from .data import BatchPlan as BatchPlan
 from .data import split as split
-from .engine import TrainState as TrainState
-from .engine import compile_count as compile_count
-from .engine import train_step as train_step
 from .optimizers import Optimizer as Optimizer
 from .optimizers import optimizer as optimizer
+from .options import SweepOptions as SweepOptions
 from .problem import Problem as Problem
 from .problem import batch_gradient as batch_gradient
 from .problem import batch_loss as batch_loss
 from .problem import per_example_gradients as per_example_gradients
 from .results import SweepResult as SweepResult
+from .run.report import Callback as Callback
+from .run.report import ChunkReport as ChunkReport
 from .schedules import BatchSchedule as BatchSchedule
 from .schedules import batch_schedule as batch_schedule
 from .schedules import increase_batch_size as increase_batch_size
@@ -30,18 +31,20 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchPlan",
     "BatchSchedule",
-    "batch_schedule",
-    "increase_batch_size",
+    "Callback",
+    "ChunkReport",
     "Optimizer",
     "Problem",
     "Space",
+    "SweepOptions",
     "SweepResult",
-    "TrainState",
     "batch_gradient",
     "batch_loss",
+    "batch_schedule",
     "choice",
     "compile_count",
     "grid",
+    "increase_batch_size",
     "loguniform",
     "optimizer",
     "per_example_gradients",
@@ -50,6 +53,5 @@ __all__ = [
     "sample",
     "split",
     "sweep",
-    "train_step",
     "uniform",
 ]

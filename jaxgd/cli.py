@@ -212,7 +212,7 @@ def _parabola(steps: int) -> dict[str, Any]:
         space=jaxgd.grid(learning_rate=0.3, momentum=momenta),
         batch_size=1,
         epochs=steps,
-        epochs_per_chunk=steps,
+        options=jaxgd.SweepOptions(epochs_per_chunk=steps),
         validation=None,
         return_params=True,
     )

@@ -56,12 +56,17 @@ class SweepResult:
         updates, examples_seen: ``[config]`` totals.
         diverged: ``[config]`` bool; ``diverged_step``: the update index at which the loss
             or update first turned non-finite (-1 if never). A diverged config is frozen.
+        status: ``[config]`` "running" (trained to the end), "diverged" or "stopped" (by a
+            callback such as ``EarlyStopping``; frozen from then on, its measured history
+            NaN after ``stopped_epoch``).
+        stopped_epoch: ``[config]`` epochs a stopped config trained; -1 if not stopped.
         seconds: ``[config]`` wall time of the run that trained it (its group's, shared by
             the configs trained together), compilation excluded; ``compile_seconds`` alike.
         params: final parameters with a leading config axis, if asked for.
-        strategy: how configs of different batch sizes ran ("grouped" or "accumulate").
-        groups: one entry per compiled group: ``configs`` (indices), ``compile_seconds``
-            and ``seconds``.
+        strategy: how configs of different batch sizes ran ("grouped", "nested" or
+            "accumulate").
+        groups: one entry per compiled program (rebuilt programs included): ``program``
+            (its label), ``configs`` (indices), ``compile_seconds`` and ``seconds``.
         compiled: the compiled chunk programs that trained the sweep (``jax.stages.Compiled``,
             one or more per group, in group order): ``.cost_analysis()`` gives XLA's FLOPs.
             Kept in memory only; never written.
@@ -79,6 +84,14 @@ class SweepResult:
     strategy: str = "grouped"
     groups: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     compiled: list[Any] = dataclasses.field(default_factory=list, repr=False)
+    status: np.ndarray | None = None
+    stopped_epoch: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.status is None:
+            self.status = np.where(np.asarray(self.diverged), "diverged", "running")
+        if self.stopped_epoch is None:
+            self.stopped_epoch = np.full(len(self.configs), -1, np.int64)
 
     @property
     def total_compile_seconds(self) -> float:
@@ -98,7 +111,7 @@ class SweepResult:
         return next(iter(self.history.values())).shape[1]
 
     def _metric_names(self) -> list[str]:
-        skip = {"updates", "examples_seen", "batch_size"}
+        skip = {"updates", "examples_seen", "batch_size", "status"}
         return [name for name in self.history if name not in skip]
 
     def table(self) -> list[dict[str, Any]]:
@@ -126,6 +139,8 @@ class SweepResult:
             row["examples_seen"] = int(self.examples_seen[i])
             row["diverged"] = bool(self.diverged[i])
             row["diverged_step"] = int(self.diverged_step[i])
+            row["status"] = str(self.status[i])
+            row["stopped_epoch"] = int(self.stopped_epoch[i])
             row["seconds"] = float(self.seconds[i])
             row["compile_seconds"] = float(self.compile_seconds[i])
             rows.append(row)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import jaxgd
-from jaxgd import engine
 from jaxgd.problems import conv2d
 
 
@@ -51,7 +50,7 @@ def test_digits_cnn_training_program_has_no_convolution():
     # CNN's training program must be made of slices and matrix products instead.
     problem, data = jaxgd.problems.digits_cnn()
     small = {name: values[:64] for name, values in data.items()}
-    jaxgd.sweep(
+    result = jaxgd.sweep(
         problem,
         small,
         space=jaxgd.grid(learning_rate=[0.1, 0.01]),
@@ -59,5 +58,5 @@ def test_digits_cnn_training_program_has_no_convolution():
         epochs=1,
         validation=None,
     )
-    program = engine.compiled_programs("chunk")[-1]
+    (program,) = result.compiled
     assert "convolution(" not in program.as_text()

@@ -1,4 +1,4 @@
-"""One program for configs of different batch sizes, by gradient accumulation.
+"""``accumulate``: configs of any batch sizes in one program, by gradient accumulation.
 
 Every config walks the same epoch permutation (that of its seed) in micro-batches of
 ``m`` examples, m dividing every batch size. Config i with batch size b_i = k_i·m sums
@@ -13,6 +13,10 @@ last full batch. Because k_i is an array in the state, the batch size may change
 training: per-epoch schedules (Smith et al. 2017, arXiv:1711.00489) and the adaptive
 norm test (Byrd, Chin, Nocedal, Wu 2012) both move k_i.
 
+``optax.MultiSteps`` accumulates too, but averages micro-batch means (wrong for a padded
+last batch) and cannot flush at an epoch's end; the state here has its shape: the inner
+``TrainState`` plus the batch being accumulated.
+
 References:
     Byrd, Chin, Nocedal, Wu (2012), "Sample size selection in optimization methods for
     machine learning", Mathematical Programming 134.
@@ -23,26 +27,33 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from . import engine
-from .data import BatchPlan, batch_indices, epoch_order, take
-from .engine import GroupRunner, TrainState, apply_gradient, evaluate_configs
-from .optimizers import Optimizer
-from .problem import Problem, example_losses
+from ..configs import ResolvedConfig
+from ..core.compile import CompiledFunction
+from ..core.epoch import epoch_history, epoch_orders, scan_epochs
+from ..core.layout import SeedLayout, bucket
+from ..core.state import TrainState, apply_gradient, init_states, stop_where
+from ..core.step import GradientSquaredNorms, StepMetrics
+from ..data import BatchPlan, batch_indices, take
+from ..problem import example_losses
+from .base import PlanContext, Program, ProgramSpec
 
 __all__ = [
     "AccumulateSettings",
     "AccumulateState",
     "accumulate_step",
-    "AccumulateRunner",
-    "micro_batch_size",
     "norm_test_multiple",
+    "micro_batch_size",
+    "AccumulateProgram",
+    "Accumulate",
+    "ACCUMULATE",
 ]
 
 PyTree = Any
@@ -73,27 +84,17 @@ class AccumulateState(NamedTuple):
     theta: jax.Array
 
 
-@dataclasses.dataclass(frozen=True)
-class AccumulateSettings:
-    """Static settings of the accumulate program (they key the compilation)."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AccumulateSettings(ProgramSpec):
+    """The accumulate program's static settings: the micro-batch and the norm test."""
 
-    problem: Problem
-    optimizer: Optimizer
-    num_examples: int
     micro_size: int
-    shuffle: bool = True
-    drop_last: bool = False
-    epochs_per_chunk: int = 1
-    eval_batch_size: int = 1024
     norm_test: bool = False
     max_multiple: int = 1
 
     @property
     def plan(self) -> BatchPlan:
         return BatchPlan(self.num_examples, self.micro_size)
-
-    def placeholder_tx(self):
-        return self.optimizer.transformation(learning_rate=0.0)
 
 
 def norm_test_multiple(grad_sum, sq_norm_sum, count, theta, micro_size, max_multiple):
@@ -121,7 +122,7 @@ def accumulate_step(
     last_in_epoch: jax.Array,
     *,
     settings: AccumulateSettings,
-) -> tuple[AccumulateState, engine.StepMetrics]:
+) -> tuple[AccumulateState, StepMetrics]:
     """Add one micro-batch to the config's batch; apply the update when the batch is
     complete (k micro-batches) or the epoch ends."""
     problem, tx = settings.problem, settings.placeholder_tx()
@@ -136,14 +137,9 @@ def accumulate_step(
     count = jnp.sum(mask.astype(loss_sum.dtype))
     sq_norm_sum = state.sq_norm_sum
     if settings.norm_test:
-        per_example = jax.vmap(jax.grad(problem.loss), in_axes=(None, 0))(params, batch)
-        norms = sum(
-            jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1)
-            for leaf in jax.tree.leaves(per_example)
-        )
-        sq_norm_sum = sq_norm_sum + jnp.sum(jnp.where(mask, norms, 0))
+        sq_norm_sum = sq_norm_sum + GradientSquaredNorms()(problem, params, batch, mask)
 
-    grad_sum = jax.tree.map(jnp.add, state.grad_sum, grads)
+    grad_sum = optax.tree.add(state.grad_sum, grads)
     total_loss, total_count = state.loss_sum + loss_sum, state.count + count
     micro = state.micro + (count > 0).astype(jnp.int32)
     apply = (total_count > 0) & ((micro >= state.multiple) | last_in_epoch)
@@ -178,7 +174,7 @@ def accumulate_step(
         limit=state.limit,
         theta=state.theta,
     )
-    return new_state, engine.StepMetrics(loss_sum, count)
+    return new_state, StepMetrics(loss_sum, count, {})
 
 
 def _start_epoch(state: AccumulateState, multiple: jax.Array, settings: AccumulateSettings):
@@ -193,11 +189,13 @@ def _start_epoch(state: AccumulateState, multiple: jax.Array, settings: Accumula
 
 
 def _accumulate_init(seeds, hyperparams, multiples, thetas, *, settings: AccumulateSettings):
-    states, shuffle_keys = engine._group_init(seeds, hyperparams, settings=settings)
+    states, shuffle_keys = init_states(
+        seeds, hyperparams, problem=settings.problem, optimizer=settings.optimizer
+    )
     zeros = jnp.zeros(multiples.shape, jnp.result_type(float))
     state = AccumulateState(
         train=states,
-        grad_sum=jax.tree.map(jnp.zeros_like, states.params),
+        grad_sum=optax.tree.zeros_like(states.params),
         loss_sum=zeros,
         count=zeros,
         sq_norm_sum=zeros,
@@ -209,13 +207,12 @@ def _accumulate_init(seeds, hyperparams, multiples, thetas, *, settings: Accumul
     return state, shuffle_keys
 
 
-def _accumulate_chunk(
-    states, shuffle_keys, first_epoch, multiples, train, evals, *, settings: AccumulateSettings
-):
+def accumulate_chunk(states, shuffle_keys, first_epoch, stop, multiples, train, evals, *, settings):
     """``epochs_per_chunk`` epochs of micro-steps for every config.
 
     ``multiples`` [epochs_per_chunk, U, M]: the scheduled k per epoch (0: keep).
     """
+    states = states._replace(train=stop_where(states.train, stop))
     plan = settings.plan
     step = functools.partial(accumulate_step, settings=settings)
     step_all = jax.vmap(
@@ -227,8 +224,7 @@ def _accumulate_chunk(
     def one_epoch(states, xs):
         epoch, epoch_multiples = xs
         states = start_all(states, epoch_multiples)
-        epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(shuffle_keys, epoch)
-        orders = jax.vmap(lambda k: epoch_order(k, plan.num_examples, settings.shuffle))(epoch_keys)
+        orders = epoch_orders(shuffle_keys, epoch, plan.num_examples, settings.shuffle)
         indices, masks = jax.vmap(functools.partial(batch_indices, plan))(orders)
         positions = jnp.arange(steps * plan.batch_size, dtype=jnp.int32).reshape(steps, -1)
 
@@ -243,86 +239,178 @@ def _accumulate_chunk(
             states,
             (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1), positions, jnp.arange(steps)),
         )
-        history = {"train_loss": metrics.loss_sum.sum(0) / metrics.count.sum(0)}
-        for name, data in evals.items():
-            means = evaluate_configs(
-                settings.problem, states.train.params, data, settings.eval_batch_size, config_dims=2
-            )
-            history.update({f"{name}_{metric}": value for metric, value in means.items()})
-        history["updates"] = states.train.updates
+        sums = jax.tree.map(lambda m: m.sum(0), metrics)
+        history = epoch_history(
+            states.train,
+            sums,
+            evals,
+            problem=settings.problem,
+            eval_batch_size=settings.eval_batch_size,
+        )
         history["batch_size"] = states.multiple * settings.micro_size
         return states, history
 
-    epochs = first_epoch + jnp.arange(settings.epochs_per_chunk, dtype=jnp.int32)
-    return jax.lax.scan(one_epoch, states, (epochs, multiples))
+    return scan_epochs(one_epoch, states, first_epoch, settings.epochs_per_chunk, multiples)
 
 
-_accumulate_init_program = engine._Program("accumulate_init", _accumulate_init)
-_accumulate_chunk_program = engine._Program("accumulate_chunk", _accumulate_chunk, donate=(0,))
-engine._PROGRAMS["accumulate_init"] = _accumulate_init_program
-engine._PROGRAMS["accumulate_chunk"] = _accumulate_chunk_program
+_INIT = CompiledFunction("accumulate_init", _accumulate_init)
+_CHUNK = CompiledFunction("accumulate_chunk", accumulate_chunk, donate=(0,))
 
 
-class AccumulateRunner(GroupRunner):
-    """A ``GroupRunner`` whose one program serves configs of any batch sizes.
+class AccumulateProgram(Program):
+    """The configs of one optimizer family, of any batch sizes, in one program.
 
     Args:
+        members: the configs' indices in the sweep.
         settings: the static settings.
-        batch_sizes_by_epoch: ``[config][epoch]`` batch size in force at each epoch's
-            start (a fixed size repeats; a schedule changes; for the norm test only the
-            first epoch's is used and the rest follow the test).
-        thetas: per config, the norm test's θ (inf: no growth).
+        hyperparams, seeds: per member.
+        multiples: ``[K_p, epochs]`` micro-batches per batch in force at each epoch's
+            start (0 from the second epoch on for the norm test: the test decides).
+        thetas: per member, the norm test's θ (inf: no growth).
+        width: slots per seed row; ``start``: per-member states to continue from.
     """
-
-    program = _accumulate_chunk_program
 
     def __init__(
         self,
+        members: Sequence[int],
         settings: AccumulateSettings,
-        hyperparams,
-        seeds,
-        train,
-        evals,
-        batch_sizes_by_epoch: Sequence[Sequence[int]],
+        hyperparams: Sequence[dict[str, float]],
+        seeds: Sequence[int],
+        multiples: np.ndarray,
         thetas: Sequence[float],
+        *,
+        width: int | None = None,
+        start: tuple[AccumulateState, jax.Array] | None = None,
     ):
-        epochs = len(batch_sizes_by_epoch[0])
-        super().__init__([settings] * epochs, hyperparams, seeds, train, evals)
-        multiples = np.asarray(batch_sizes_by_epoch, np.int64) // settings.micro_size
-        if settings.norm_test:
-            multiples[:, 1:] = 0
-        self.multiples = multiples  # [config, epoch]
+        label = f"accumulate {settings.optimizer.name} micro_batch={settings.micro_size}"
+        super().__init__(label, members)
+        self.settings = settings
+        self.hyperparams, self.seeds = list(hyperparams), list(seeds)
+        self.multiples = np.asarray(multiples, np.int64)
         self.thetas = list(thetas)
+        self.layout = SeedLayout(self.seeds, width)
+        self.start = start
 
-    def _init_args(self):
-        seeds, grid = super()._init_args()
-        multiples = jnp.asarray(self.multiples[self.slots, 0], jnp.int32)
-        thetas = jnp.asarray(np.asarray(self.thetas)[self.slots], jnp.result_type(float))
-        return seeds, grid, multiples, thetas
+    @property
+    def slot_count(self) -> int:
+        return int(self.layout.slots.size)
 
-    def prepare(self) -> None:
-        init_args = self._init_args()
-        init, seconds = _accumulate_init_program.compiled(*init_args, settings=self.settings)
-        self.compile_seconds += seconds
-        self.states, self.shuffle_keys = init(*init_args)
-        executable, seconds = self.program.compiled(*self._chunk_args(0), settings=self.settings)
-        self.executables = {self.settings: executable}
-        self.compile_seconds += seconds
-        jax.block_until_ready(self.states)
-
-    def _chunk_args(self, first_epoch: int) -> tuple:
+    def _args(self, first_epoch: int, stop: np.ndarray) -> tuple:
         span = slice(first_epoch, first_epoch + self.settings.epochs_per_chunk)
-        multiples = np.moveaxis(self.multiples[:, span][self.slots], -1, 0)  # [E, U, M]
+        multiples = np.moveaxis(self.layout.to_slots(self.multiples[:, span]), -1, 0)
         return (
             self.states,
             self.shuffle_keys,
             jnp.asarray(first_epoch, jnp.int32),
+            jnp.asarray(self.layout.to_slots(np.asarray(stop, bool))),
             jnp.asarray(multiples, jnp.int32),
             self.train,
             self.evals,
+        )
+
+    def prepare(self, train, evals, on_compile: Callable) -> None:
+        self.train, self.evals = train, evals
+        if self.start is None:
+            args = (
+                jnp.asarray(self.layout.unique_seeds),
+                self.layout.grid(self.hyperparams),
+                jnp.asarray(self.layout.to_slots(self.multiples[:, 0]), jnp.int32),
+                jnp.asarray(self.layout.to_slots(np.asarray(self.thetas)), jnp.result_type(float)),
+            )
+            init, seconds = _INIT.compiled(*args, settings=self.settings)
+            self.compile_seconds += seconds
+            if seconds:
+                on_compile(f"{self.label} init", seconds)
+            self.states, self.shuffle_keys = init(*args)
+        else:
+            states, keys = self.start
+            self.states = self.layout.to_slots(states)
+            self.shuffle_keys = keys[self.layout.slots[:, 0]]
+            self.start = None
+        no_stop = np.zeros(len(self.members), bool)
+        self.executable, seconds = _CHUNK.compiled(*self._args(0, no_stop), settings=self.settings)
+        self.add_compiled(self.executable, seconds, on_compile, "chunk")
+        jax.block_until_ready(self.states)
+
+    def run_chunk(self, first_epoch: int, stop: np.ndarray):
+        def run():
+            self.states, metrics = self.executable(*self._args(first_epoch, stop))
+            return metrics
+
+        return self.timed(run)
+
+    def unpack(self, metrics) -> dict[str, np.ndarray]:
+        host = self.timed(jax.tree.map, np.asarray, metrics)  # [E, U, M] each
+        return {name: self.layout.unpack(value, axis=1).T for name, value in host.items()}
+
+    def train_states(self) -> TrainState:
+        return self.layout.unpack_device(self.states.train)
+
+    def subset(self, positions: np.ndarray) -> AccumulateProgram:
+        seeds = [self.seeds[p] for p in positions]
+        width = bucket(max(np.unique(seeds, return_counts=True)[1]))
+        index = jnp.asarray(positions)
+        states = jax.tree.map(lambda leaf: leaf[index], self.layout.unpack_device(self.states))
+        keys = self.shuffle_keys[jnp.asarray(self.layout.rows[positions])]
+        return AccumulateProgram(
+            self.members[positions],
+            self.settings,
+            [self.hyperparams[p] for p in positions],
+            seeds,
+            self.multiples[positions],
+            [self.thetas[p] for p in positions],
+            width=width,
+            start=(states, keys),
         )
 
 
 def micro_batch_size(batch_sizes: Sequence[int]) -> int:
     """The largest micro-batch dividing every batch size: their gcd."""
     return functools.reduce(math.gcd, (int(b) for b in batch_sizes))
+
+
+class Accumulate:
+    """One program per optimizer family, walking micro-batches of the gcd batch size."""
+
+    name = "accumulate"
+
+    def check(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> None:
+        if any(c.adaptive for c in configs) and context.specs(configs[0].optimizer).drop_last:
+            raise ValueError(
+                "norm_test with drop_last=True is not supported: the batch size "
+                "changes within an epoch, so 'the last partial batch' is undefined"
+            )
+
+    def plan(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> list[Program]:
+        families: dict[Any, list[int]] = {}
+        for index, config in enumerate(configs):
+            families.setdefault(config.optimizer, []).append(index)
+        programs = []
+        for optimizer, members in families.items():
+            sizes = np.array([configs[i].batch_sizes(context.epochs) for i in members])
+            m = context.micro_batch_size or micro_batch_size(np.unique(sizes))
+            norm_test = any(configs[i].adaptive for i in members)
+            cap = context.max_batch_size or context.num_train
+            settings = AccumulateSettings(
+                **context.specs(optimizer).common(),
+                micro_size=m,
+                norm_test=norm_test,
+                max_multiple=max(1, cap // m),
+            )
+            multiples = sizes // m
+            if norm_test:
+                multiples[:, 1:] = 0
+            programs.append(
+                AccumulateProgram(
+                    members,
+                    settings,
+                    [configs[i].hyperparams for i in members],
+                    [configs[i].seed for i in members],
+                    multiples,
+                    [configs[i].norm_test for i in members],
+                )
+            )
+        return programs
+
+
+ACCUMULATE = Accumulate()

@@ -1,79 +1,14 @@
-"""The engine and sweep: exact per-config semantics, independence, compile counts."""
+"""The sweep: exact per-config semantics, independence, bitwise repeatability, compile
+counts, input refused before compiling, result writers."""
 
-import functools
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+from reference import DATA, PROBLEM, assert_params_close, config_params, reference_run, sweep
 
 import jaxgd
-from jaxgd.problem import batch_loss
-
-PROBLEM = jaxgd.problems.mlp((8, 16, 3))
-DATA = jaxgd.problems.synthetic_classification(num_examples=210, num_features=8, num_classes=3)
-
-
-_REFERENCE_TX = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _reference_step(problem, params, opt_state, batch):
-    loss, grads = jax.value_and_grad(batch_loss, argnums=1)(problem.loss, params, batch)
-    updates, opt_state = _REFERENCE_TX.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-
-def reference_run(
-    problem,
-    data,
-    *,
-    learning_rate,
-    momentum,
-    seed,
-    batch_size,
-    epochs,
-    shuffle=True,
-    drop_last=False,
-):
-    """One config trained alone by a plain Python loop over batches: the semantics jaxgd
-    promises. Parameters from split(key(seed))[0]; epoch e visits
-    permutation(fold_in(split(key(seed))[1], e)); each batch's update is the mean over its
-    real examples; the partial last batch is kept unless drop_last."""
-    init_key, shuffle_key = jax.random.split(jax.random.key(seed))
-    params = problem.init(init_key)
-    # Hyperparameters injected so that one compiled step serves every config.
-    opt_state = _REFERENCE_TX.init(params)
-    opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
-    opt_state.hyperparams["momentum"] = jnp.asarray(momentum, jnp.float32)
-    n = len(data["y"])
-    data = jax.tree.map(jnp.asarray, data)
-
-    def step(params, opt_state, batch):
-        return _reference_step(problem, params, opt_state, batch)
-
-    epoch_losses, updates = [], 0
-    for epoch in range(epochs):
-        if shuffle:
-            order = np.asarray(jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n))
-        else:
-            order = np.arange(n)
-        total, seen = 0.0, 0
-        for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
-            if drop_last and len(index) < batch_size:
-                break
-            params, opt_state, loss = step(
-                params, opt_state, jax.tree.map(lambda a, i=index: a[i], data)
-            )
-            total += float(loss) * len(index)
-            seen += len(index)
-            updates += 1
-        epoch_losses.append(total / seen)
-    return params, np.array(epoch_losses), updates
-
 
 SPACE = jaxgd.grid(learning_rate=[0.05, 0.2], momentum=[0.0, 0.9], seed=[0, 1])
 
@@ -81,16 +16,7 @@ SPACE = jaxgd.grid(learning_rate=[0.05, 0.2], momentum=[0.0, 0.9], seed=[0, 1])
 def run(space=SPACE, **kwargs):
     options = dict(batch_size=32, epochs=3, validation=None, return_params=True)
     options.update(kwargs)
-    return jaxgd.sweep(PROBLEM, DATA, space=space, **options)
-
-
-def assert_params_close(a, b, rtol=1e-5, atol=1e-6):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
-
-
-def config_params(result, i):
-    return jax.tree.map(lambda leaf: leaf[i], result.params)
+    return sweep(PROBLEM, DATA, space=space, **options)
 
 
 def test_sweep_equals_independent_runs_with_partial_last_batch():
@@ -249,14 +175,14 @@ def test_same_seed_same_result_bitwise():
 
 def test_compiles_once_per_group_and_never_for_new_values_or_more_chunks():
     space = jaxgd.grid(learning_rate=[0.011, 0.022], momentum=[0.0, 0.5])
-    before = jaxgd.compile_count("chunk")
+    before = jaxgd.compile_count("grouped_chunk")
     run(space, batch_size=24, epochs=2)
-    assert jaxgd.compile_count("chunk") == before + 1
+    assert jaxgd.compile_count("grouped_chunk") == before + 1
     other_values = jaxgd.grid(learning_rate=[0.3, 0.001], momentum=[0.99, 0.1])
     run(other_values, batch_size=24, epochs=5)
-    assert jaxgd.compile_count("chunk") == before + 1
+    assert jaxgd.compile_count("grouped_chunk") == before + 1
     run(other_values, batch_size=25, epochs=1)  # a new batch size is a new group
-    assert jaxgd.compile_count("chunk") == before + 2
+    assert jaxgd.compile_count("grouped_chunk") == before + 2
 
 
 def test_divergent_config_is_frozen_and_flagged_and_others_untouched():
@@ -333,37 +259,3 @@ def test_configs_in_blocks_give_the_same_results(config_block):
     np.testing.assert_allclose(
         whole.history["train_loss"], blocked.history["train_loss"], rtol=1e-5
     )
-
-
-def test_default_config_block_blocks_large_activations_on_cpu():
-    from jaxgd.engine import Footprint, default_config_block
-
-    mlp = Footprint(activation_floats=825, parameter_floats=19210)  # checked below
-    assert default_config_block(64, 64, "cpu", mlp) is None  # 52,800 floats < 2^16
-    assert default_config_block(128, 64, "cpu", mlp) is None  # 105,600 < 8 x 19,210
-    assert default_config_block(256, 64, "cpu", mlp) == 8  # 2^21 / 211,200 = 9.9
-    assert default_config_block(1024, 64, "cpu", mlp) == 2
-    assert default_config_block(4096, 64, "cpu", mlp) == 1
-    assert default_config_block(4096, 64, "gpu", mlp) is None
-    assert default_config_block(4096, 64, "gpu", None) is None  # sweep's call off the CPU
-    assert default_config_block(256, 8, "cpu", mlp) is None  # one block would be all of them
-    cnn = Footprint(activation_floats=6885, parameter_floats=3818)
-    assert default_config_block(16, 64, "cpu", cnn) == 16
-
-
-def test_footprint_counts_what_depends_on_the_example():
-    from jaxgd.engine import footprint
-
-    problem = jaxgd.problems.mlp((64, 256, 10))
-    example = {"x": jnp.zeros(64), "y": jnp.zeros([], jnp.int32)}
-    mlp = footprint(problem, example)
-    assert mlp.parameter_floats == 64 * 256 + 256 + 256 * 10 + 10
-    # 256 x (matmul, bias, relu) + 10 x (matmul, bias) + the cross-entropy's small values.
-    assert 3 * 256 + 2 * 10 < mlp.activation_floats < 3 * 256 + 100
-    # Values of the parameters alone (the CNN's reshaped kernels) are not counted.
-    cnn, _ = jaxgd.problems.digits_cnn()
-    cnn_floats = footprint(cnn, {"x": jnp.zeros(64), "y": example["y"]}).activation_floats
-    assert 64 * 8 * 3 < cnn_floats < 8000
-
-    with pytest.raises(ValueError, match="config_block"):
-        run(config_block=0)

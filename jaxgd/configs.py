@@ -1,0 +1,110 @@
+"""The space's configs, validated and split into what keys a program and what is data."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .optimizers import Optimizer
+from .optimizers import optimizer as make_optimizer
+from .schedules import BatchSchedule
+from .space import Space
+
+__all__ = ["ResolvedConfig", "resolve_configs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedConfig:
+    """A config split into what keys the program (static) and what is data (values)."""
+
+    optimizer: Optimizer
+    batch_size: int | BatchSchedule
+    seed: int
+    hyperparams: dict[str, float]
+    row: dict[str, Any]
+    norm_test: float = math.inf
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the norm test sets this config's batch size."""
+        return math.isfinite(self.norm_test)
+
+    def batch_sizes(self, epochs: int) -> list[int]:
+        """The batch size in force at the start of each epoch."""
+        if isinstance(self.batch_size, BatchSchedule):
+            return self.batch_size.per_epoch(epochs)
+        return [self.batch_size] * epochs
+
+
+def _check_int(name: str, value: Any, index: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"config {index}: {name}={value!r} must be an integer")
+    return int(value)
+
+
+def resolve_configs(
+    space: Space | list[Mapping[str, Any]],
+    optimizer: str | Callable | Optimizer,
+    batch_size: int | None,
+    num_train: int,
+) -> list[ResolvedConfig]:
+    """Validate every config of the space and split it; raises before anything compiles."""
+    if isinstance(space, Mapping):
+        raise TypeError(
+            "space= takes configs (a list of dicts, jaxgd.grid(...) or jaxgd.sample(...)), "
+            f"not one dict; for every combination of {dict(space)} write jaxgd.grid(**space)"
+        )
+    configs = list(space)
+    if not configs:
+        raise ValueError("the space has no configs: build one with jaxgd.grid(...) or sample(...)")
+    resolved = []
+    for index, config in enumerate(configs):
+        config = dict(config)
+        family = config.pop("optimizer", optimizer)
+        size = config.pop("batch_size", batch_size)
+        if size is None:
+            raise ValueError(
+                f"config {index} has no batch_size: put batch_size=[...] in the space or pass "
+                "batch_size=... to sweep()"
+            )
+        sizes = size.sizes if isinstance(size, BatchSchedule) else (size,)
+        for value in sizes:
+            value = _check_int("batch_size", value, index)
+            if not 1 <= value <= num_train:
+                raise ValueError(
+                    f"config {index}: batch_size={value} must be a positive integer no larger "
+                    f"than the {num_train} training examples"
+                )
+        if not isinstance(size, BatchSchedule):
+            size = int(size)
+        theta = config.pop("norm_test", math.inf)
+        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+            raise ValueError(f"config {index}: norm_test={theta!r} must be a positive number (θ)")
+        seed = _check_int("seed", config.pop("seed", 0), index)
+        base = make_optimizer(family)
+        static_names = {name for name, _ in base.static_options}
+        static = {k: config.pop(k) for k in list(config) if k in static_names}
+        opt = make_optimizer(base, **static) if static else base
+        for name, value in config.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ValueError(
+                    f"config {index}: {name}={value!r} is not a number; numeric hyperparameters "
+                    f"of {opt.name!r} are {list(opt.hyperparameter_names)}, static options are "
+                    f"{sorted(static_names)}"
+                )
+        hyperparams = {k: float(v) for k, v in opt.resolve(config).items()}
+        row = {
+            "optimizer": opt.name,
+            **static,
+            **hyperparams,
+            "batch_size": str(size) if isinstance(size, BatchSchedule) else size,
+            "seed": seed,
+        }
+        if math.isfinite(theta):
+            row["norm_test"] = float(theta)
+        resolved.append(ResolvedConfig(opt, size, seed, hyperparams, row, float(theta)))
+    return resolved

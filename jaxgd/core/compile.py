@@ -1,0 +1,63 @@
+"""Ahead-of-time compiled programs: cached, counted and timed apart from running.
+
+Each ``CompiledFunction`` compiles ``fn`` once per (static settings, argument structure,
+shapes, dtypes, shardings) and keeps the executable; tests assert on ``compile_count``,
+never on seconds. The key includes each array's sharding, so an argument placed on other
+devices is never handed an executable compiled for another placement.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["CompiledFunction", "compile_count"]
+
+_compilations: collections.Counter[str] = collections.Counter()
+
+
+def compile_count(name: str | None = None) -> int:
+    """How many programs have been compiled: all of them, or those of function ``name``
+    (e.g. "grouped_chunk", "nested_chunk", "accumulate_chunk", "init")."""
+    if name is None:
+        return sum(_compilations.values())
+    return _compilations[name]
+
+
+def _signature(leaf: Any) -> tuple:
+    return (jnp.shape(leaf), jnp.result_type(leaf), getattr(leaf, "sharding", None))
+
+
+class CompiledFunction:
+    """``fn(*args, settings=...)`` compiled ahead of time, once per static ``settings``
+    and argument signature.
+
+    Args:
+        name: what ``compile_count`` counts it under.
+        fn: a pure function; ``settings`` is its one static (hashable) keyword.
+        donate: positions of arguments whose buffers the call may reuse.
+    """
+
+    def __init__(self, name: str, fn: Callable, *, donate: tuple[int, ...] = ()):
+        self.name = name
+        self._jitted = jax.jit(fn, static_argnames=("settings",), donate_argnums=donate)
+        self._cache: dict[Hashable, jax.stages.Compiled] = {}
+
+    def compiled(self, *args: Any, settings: Hashable) -> tuple[jax.stages.Compiled, float]:
+        """The executable for these arguments and the seconds spent compiling it now
+        (0.0 when it was cached)."""
+        leaves, treedef = jax.tree.flatten(args)
+        key = (settings, treedef, tuple(_signature(leaf) for leaf in leaves))
+        if key in self._cache:
+            return self._cache[key], 0.0
+        start = time.perf_counter()
+        executable = self._jitted.lower(*args, settings=settings).compile()
+        seconds = time.perf_counter() - start
+        _compilations[self.name] += 1
+        self._cache[key] = executable
+        return executable, seconds

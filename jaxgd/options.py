@@ -1,0 +1,72 @@
+"""``SweepOptions``: how a sweep runs (never what it computes), in one frozen object.
+
+Every field changes speed or memory only: a config's results do not depend on them (to
+float rounding; bitwise where the arithmetic is the same). A TOML file's ``[options]``
+table maps onto these fields one to one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["SweepOptions"]
+
+_STRATEGIES = ("auto", "grouped", "nested", "accumulate")
+
+
+def _positive_int(name: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        also = " or None" if allow_none else ""
+        raise ValueError(f"{name}={value!r}: must be a positive integer{also}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SweepOptions:
+    """Engine settings of ``jaxgd.sweep``.
+
+    Attributes:
+        strategy: how configs of different batch sizes run: ``"grouped"`` (one program per
+            batch size, interleaved chunk by chunk), ``"nested"`` (one program, an inner
+            scan per batch size), ``"accumulate"`` (one program, gradient accumulation over
+            micro-batches; needed by the norm test) or ``"auto"`` (see
+            ``jaxgd.strategies.choose``).
+        epochs_per_chunk: epochs per compiled call; callbacks run between calls, so a
+            config is stopped at a chunk boundary. Must divide the sweep's epochs.
+        eval_batch_size: examples per evaluation batch.
+        config_block: run the configs sharing a seed in blocks of this many (``lax.map``)
+            rather than all in one vmap; ``"auto"`` blocks on the CPU when a config's
+            activations per step are large (``jaxgd.core.blocks``), None never.
+        micro_batch_size: the accumulate strategy's micro-batch (default: the gcd of all
+            batch sizes).
+        max_batch_size: the cap of the adaptive norm test (default: the training set).
+        rebuild: once half of a program's configs have been stopped by a callback, rebuild
+            it with the others alone so that stopped configs stop costing compute (the
+            rebuilt program's widths are powers of two, compiled once per width).
+
+    Example:
+        >>> import jaxgd
+        >>> jaxgd.SweepOptions(strategy="nested", epochs_per_chunk=2).strategy
+        'nested'
+    """
+
+    strategy: str = "auto"
+    epochs_per_chunk: int = 1
+    eval_batch_size: int = 1024
+    config_block: int | str | None = "auto"
+    micro_batch_size: int | None = None
+    max_batch_size: int | None = None
+    rebuild: bool = True
+
+    def __post_init__(self):
+        if self.strategy not in _STRATEGIES:
+            raise ValueError(f"strategy={self.strategy!r}: choose one of {_STRATEGIES}")
+        _positive_int("epochs_per_chunk", self.epochs_per_chunk)
+        _positive_int("eval_batch_size", self.eval_batch_size)
+        _positive_int("micro_batch_size", self.micro_batch_size, allow_none=True)
+        _positive_int("max_batch_size", self.max_batch_size, allow_none=True)
+        if self.config_block != "auto":
+            _positive_int("config_block", self.config_block, allow_none=True)
+        if not isinstance(self.rebuild, bool):
+            raise ValueError(f"rebuild={self.rebuild!r}: must be True or False")

@@ -1,0 +1,291 @@
+"""The run loop: drive any list of programs chunk by chunk, report in config order.
+
+Every program runs chunk c (epochs ``c·E .. c·E + E - 1``) before any runs chunk c+1, so
+between chunks every config has trained the same epochs. After each chunk every callback
+gets one ``ChunkReport``; the keep masks they return stop configs for good. A program
+whose configs still training fall to half or less of its configs is rebuilt with those
+alone (``Program.subset``; its slot rows padded to a power of two, so a few compiled
+shapes serve every rung), which is what makes stopped configs stop costing compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from ..core.state import DIVERGED, RUNNING, STATUS_NAMES, STOPPED
+from ..strategies.base import Final, Program
+from .report import Callback, ChunkReport
+
+__all__ = ["LoopResult", "run_loop"]
+
+PyTree = Any
+
+# History entries that count (updates, the batch size, the status code): they stay at
+# their last value after a config stops, where measured metrics turn NaN.
+COUNTERS = ("updates", "batch_size", "status")
+
+
+@dataclasses.dataclass
+class LoopResult:
+    """What the loop hands back, in config order.
+
+    Attributes:
+        history: ``{metric: [K, epochs]}``, examples_seen included.
+        status: ``[K]`` names; ``stopped_epoch`` ``[K]`` (-1: not stopped).
+        updates, diverged_at: ``[K]``; params: ``[K, ...]`` leaves, if asked for.
+        programs: every program that ran, rebuilt ones included, in the order built.
+        report: the last report.
+    """
+
+    history: dict[str, np.ndarray]
+    status: np.ndarray
+    stopped_epoch: np.ndarray
+    updates: np.ndarray
+    diverged_at: np.ndarray
+    params: PyTree | None
+    programs: list[Program]
+    report: ChunkReport | None
+
+
+class _Run:
+    """The loop's bookkeeping: history in config order, stops, finals of retired configs."""
+
+    def __init__(self, programs, *, epochs, configs, examples_per_epoch, batch_sizes, start):
+        self.count, self.epochs = len(configs), epochs
+        self.configs = configs
+        self.examples_per_epoch = np.asarray(examples_per_epoch, np.int64)
+        self.history: dict[str, np.ndarray] = {
+            "batch_size": np.asarray(batch_sizes, np.float64).copy()
+        }
+        self.stopped = np.zeros(self.count, bool)
+        self.stopped_epoch = np.full(self.count, -1, np.int64)
+        self.finals: list[tuple[np.ndarray, Final]] = []
+        self.live = list(programs)
+        self.built = list(programs)
+        self.start = start
+        self.epochs_done = 0
+
+    def record(self, program: Program, first: int, metrics) -> None:
+        values = program.unpack(metrics)
+        span = slice(first, first + next(iter(values.values())).shape[1])
+        was_stopped = self.stopped[program.members]
+        for name, value in values.items():
+            if name not in self.history:
+                self.history[name] = np.full((self.count, self.epochs), np.nan)
+            value = value.astype(np.float64)
+            if name not in COUNTERS:
+                value[was_stopped] = np.nan
+            self.history[name][program.members, span] = value
+
+    def report(self, epochs_done: int) -> ChunkReport:
+        self.epochs_done = epochs_done
+        done = slice(0, epochs_done)
+        for name in COUNTERS:  # configs retired with a rebuilt program: carry counters on
+            if name in self.history:
+                self.history[name][:, done] = _forward_fill(self.history[name][:, done])
+        codes = self.history["status"][:, epochs_done - 1]
+        status = np.array([STATUS_NAMES[int(c)] for c in np.nan_to_num(codes, nan=STOPPED)])
+        status[self.stopped] = STATUS_NAMES[STOPPED]
+        trained = np.where(self.stopped, self.stopped_epoch, epochs_done)
+        seen = np.cumsum(self.examples_per_epoch, axis=1)
+        examples_seen = np.where(
+            trained > 0, seen[np.arange(self.count), np.maximum(trained - 1, 0)], 0
+        )
+        history = {name: values[:, done].copy() for name, values in self.history.items()}
+        return ChunkReport(
+            epochs_done=epochs_done,
+            epochs=self.epochs,
+            history=history,
+            examples_seen=examples_seen,
+            status=status,
+            stopped_epoch=self.stopped_epoch.copy(),
+            seconds=time.perf_counter() - self.start,
+            configs=self.configs,
+        )
+
+    def stop(self, keep: np.ndarray, report: ChunkReport) -> None:
+        newly = (report.status == STATUS_NAMES[RUNNING]) & ~keep
+        self.stopped_epoch[newly] = report.epochs_done
+        self.stopped |= newly
+
+    def rebuild(self, train, evals, on_compile, return_params: bool) -> None:
+        """Retire programs with nothing left to train; rebuild those at half or less."""
+        live = []
+        for program in self.live:
+            alive = np.flatnonzero(~self.stopped[program.members])
+            if 2 * alive.size > program.members.size:
+                live.append(program)
+                continue
+            final = program.final(return_params)
+            dropped = np.setdiff1d(np.arange(program.members.size), alive)
+            self.finals.append((program.members[dropped], _take(final, dropped)))
+            if alive.size:
+                rebuilt = program.subset(alive)
+                rebuilt.prepare(train, evals, on_compile)
+                live.append(rebuilt)
+                self.built.append(rebuilt)
+        self.live = live
+
+
+def _forward_fill(values: np.ndarray) -> np.ndarray:
+    """Each NaN replaced by the last number before it in its row."""
+    index = np.where(np.isnan(values), 0, np.arange(values.shape[1]))
+    index = np.maximum.accumulate(index, axis=1)
+    return values[np.arange(values.shape[0])[:, None], index]
+
+
+def _take(final: Final, positions: np.ndarray) -> Final:
+    params = None
+    if final.params is not None:
+        params = jax.tree.map(lambda leaf: leaf[positions], final.params)
+    return Final(
+        final.updates[positions], final.status[positions], final.diverged_at[positions], params
+    )
+
+
+def _keep_mask(callback: Callback, mask: Any, count: int) -> np.ndarray:
+    keep = np.asarray(mask)
+    if keep.shape != (count,) or keep.dtype != bool:
+        raise ValueError(
+            f"{type(callback).__name__}.on_chunk returned a {keep.dtype} array of shape "
+            f"{keep.shape}; it must return None or a bool mask of shape ({count},), one "
+            "keep-training flag per config"
+        )
+    return keep
+
+
+def run_loop(
+    programs: Sequence[Program],
+    *,
+    epochs: int,
+    epochs_per_chunk: int,
+    configs: list[dict[str, Any]],
+    examples_per_epoch: np.ndarray,
+    batch_sizes: np.ndarray,
+    train: PyTree,
+    evals: dict[str, PyTree],
+    callbacks: Sequence[Callback] = (),
+    return_params: bool = False,
+    rebuild: bool = True,
+    start: float | None = None,
+) -> LoopResult:
+    """Compile and run ``programs`` for ``epochs`` epochs, reporting to ``callbacks``.
+
+    Args:
+        programs: from the strategies' ``plan``; together they train each config once.
+        epochs, epochs_per_chunk: the sweep's length and the epochs per compiled call.
+        configs: the configs' rows, for reports.
+        examples_per_epoch, batch_sizes: ``[K, epochs]`` planned per config.
+        train, evals: the data on the device.
+        callbacks: called as ``Callback`` documents; their masks stop configs.
+        return_params: gather the final parameters.
+        rebuild: rebuild programs with their running configs alone once half have stopped.
+        start: ``time.perf_counter()`` at the sweep's start (reports count from it).
+    """
+    start = time.perf_counter() if start is None else start
+    run = _Run(
+        programs,
+        epochs=epochs,
+        configs=configs,
+        examples_per_epoch=examples_per_epoch,
+        batch_sizes=batch_sizes,
+        start=start,
+    )
+
+    def on_compile(label, seconds):
+        for callback in callbacks:
+            callback.on_compile(label, seconds)
+
+    report = None
+    try:
+        for program in programs:
+            program.prepare(train, evals, on_compile)
+        # Without a callback that stops configs, a chunk's metrics are read while the
+        # next chunk runs, so the device never waits for the host.
+        overlap = not any(callback.stops_configs for callback in callbacks)
+        pending: list[tuple[Program, int, Any]] = []
+        for first in range(0, epochs, epochs_per_chunk):
+            dispatched = [(p, first, p.run_chunk(first, run.stopped[p.members])) for p in run.live]
+            if overlap and first:
+                report = _read(run, pending, callbacks, first)
+            pending = dispatched
+            if not overlap:
+                report = _read(run, pending, callbacks, first + epochs_per_chunk)
+                pending = []
+                if rebuild:
+                    run.rebuild(train, evals, on_compile, return_params)
+        if pending:
+            report = _read(run, pending, callbacks, epochs)
+        for program in run.live:
+            run.finals.append((program.members, program.final(return_params)))
+    except BaseException as error:
+        for callback in callbacks:
+            callback.on_sweep_end(report, error)
+        raise
+    for callback in callbacks:
+        callback.on_sweep_end(report, None)
+    return _assemble(run, report, epochs)
+
+
+def _read(run: _Run, pending, callbacks, epochs_done: int) -> ChunkReport:
+    for program, first, metrics in pending:
+        run.record(program, first, metrics)
+    report = run.report(epochs_done)
+    keep = np.ones(run.count, bool)
+    for callback in callbacks:
+        mask = callback.on_chunk(report)
+        if mask is not None:
+            keep &= _keep_mask(callback, mask, run.count)
+    if not keep.all():
+        run.stop(keep, report)
+        report = dataclasses.replace(
+            report,
+            status=np.where(run.stopped, STATUS_NAMES[STOPPED], report.status),
+            stopped_epoch=run.stopped_epoch.copy(),
+        )
+    return report
+
+
+def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
+    count = run.count
+    updates = np.zeros(count, np.int64)
+    codes = np.zeros(count, np.int64)
+    diverged_at = np.full(count, -1, np.int64)
+    params = None
+    for members, final in run.finals:
+        updates[members] = final.updates
+        codes[members] = final.status
+        diverged_at[members] = final.diverged_at
+        if final.params is not None:
+            if params is None:
+                params = jax.tree.map(
+                    lambda leaf: np.zeros((count,) + leaf.shape[1:], leaf.dtype), final.params
+                )
+            jax.tree.map(
+                lambda out, leaf, m=members: out.__setitem__(m, leaf), params, final.params
+            )
+    history = dict(report.history) if report is not None else {}
+    history.pop("status", None)
+    trained = np.where(run.stopped, run.stopped_epoch, epochs)
+    per_epoch = np.where(np.arange(epochs) < trained[:, None], run.examples_per_epoch, 0)
+    history["examples_seen"] = np.cumsum(per_epoch, axis=1)
+    for name in ("updates", "batch_size"):
+        history[name] = np.nan_to_num(history[name]).astype(np.int64)
+    status = np.array([STATUS_NAMES[int(c)] for c in codes])
+    status[(codes == DIVERGED)] = STATUS_NAMES[DIVERGED]
+    return LoopResult(
+        history=history,
+        status=status,
+        stopped_epoch=run.stopped_epoch,
+        updates=updates,
+        diverged_at=diverged_at,
+        params=params,
+        programs=run.built,
+        report=report,
+    )

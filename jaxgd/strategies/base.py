@@ -1,0 +1,183 @@
+"""The protocol every strategy follows: plan configs into programs; run a program chunk by
+chunk; unpack what it measured into config order.
+
+A *program* is one compiled function over some of the sweep's configs (its members). The
+run loop (``jaxgd.run.loop``) drives any list of programs and never looks inside one; a
+strategy never looks inside another. Adding a strategy is one module and one line in
+``jaxgd.strategies.STRATEGIES``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..configs import ResolvedConfig
+from ..core.compile import CompiledFunction
+from ..core.state import TrainState, init_states
+from ..core.step import Probe
+from ..optimizers import Optimizer
+from ..problem import Problem
+
+__all__ = ["ProgramSpec", "PlanContext", "Program", "Final", "Strategy", "initial_states"]
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProgramSpec:
+    """The static settings every program has; a strategy's settings extend it. Being
+    frozen and hashable, settings key the compiled program."""
+
+    problem: Problem
+    optimizer: Optimizer
+    num_examples: int
+    shuffle: bool = True
+    drop_last: bool = False
+    epochs_per_chunk: int = 1
+    eval_batch_size: int = 1024
+    probes: tuple[Probe, ...] = ()
+
+    def placeholder_tx(self) -> optax.GradientTransformation:
+        """A transformation for ``update`` calls: inject_hyperparams reads every
+        hyperparameter from the state, so the values given here are never used."""
+        return self.optimizer.transformation(learning_rate=0.0)
+
+    def common(self) -> dict[str, Any]:
+        """These fields as keywords, to build a strategy's settings from them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ProgramSpec)}
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanContext:
+    """What a strategy plans from, besides the configs.
+
+    Attributes:
+        epochs: epochs of the sweep.
+        num_train: training examples.
+        specs: per optimizer, the common settings of its programs.
+        micro_batch_size, max_batch_size: the accumulate strategy's knobs (None: default).
+        block_for: ``block_for(members, batch_size)``, the config block of a program.
+    """
+
+    epochs: int
+    num_train: int
+    specs: Callable[[Optimizer], ProgramSpec]
+    micro_batch_size: int | None
+    max_batch_size: int | None
+    block_for: Callable[[Sequence[int], int], int | None]
+
+
+class Final(NamedTuple):
+    """A program's final counters (and parameters), ``[K_p]`` in its member order."""
+
+    updates: np.ndarray
+    status: np.ndarray
+    diverged_at: np.ndarray
+    params: PyTree | None
+
+
+def _init(seeds, hyperparams, *, settings):
+    problem, optimizer = settings
+    return init_states(seeds, hyperparams, problem=problem, optimizer=optimizer)
+
+
+_INIT = CompiledFunction("init", _init)
+
+
+def initial_states(layout, hyperparams, spec: ProgramSpec, on_compile, label: str):
+    """Fresh ``TrainState [U, M]`` and shuffle keys ``[U]`` for a program's layout (one
+    compile per problem, optimizer family and layout shape)."""
+    args = (jnp.asarray(layout.unique_seeds), layout.grid(hyperparams))
+    init, seconds = _INIT.compiled(*args, settings=(spec.problem, spec.optimizer))
+    if seconds:
+        on_compile(f"{label} init", seconds)
+    return init(*args), seconds
+
+
+class Program(abc.ABC):
+    """One compiled program over the configs ``members`` (indices into the sweep).
+
+    Life cycle: ``prepare`` compiles and initialises (from scratch, or from the states a
+    ``subset`` handed over); ``run_chunk`` dispatches ``epochs_per_chunk`` epochs and
+    returns device metrics; ``unpack`` brings them to the host as ``{metric: [K_p, E]}``
+    in member order; ``final`` gives the counters and parameters.
+    """
+
+    def __init__(self, label: str, members: Sequence[int]):
+        self.label = label
+        self.members = np.asarray(members, np.int64)
+        self.compile_seconds = 0.0
+        self.run_seconds = 0.0
+        self.executables: list[jax.stages.Compiled] = []
+
+    @property
+    @abc.abstractmethod
+    def slot_count(self) -> int:
+        """Configs' slots the program computes (members plus padding)."""
+
+    @abc.abstractmethod
+    def prepare(self, train: PyTree, evals: dict[str, PyTree], on_compile: Callable) -> None:
+        """Compile (``on_compile(label, seconds)`` for each new executable) and initialise."""
+
+    @abc.abstractmethod
+    def run_chunk(self, first_epoch: int, stop: np.ndarray) -> Any:
+        """Dispatch the chunk starting at ``first_epoch``; ``stop`` ``[K_p]`` marks the
+        members to stop before it (they freeze). Returns device metrics."""
+
+    @abc.abstractmethod
+    def unpack(self, metrics: Any) -> dict[str, np.ndarray]:
+        """Chunk metrics to ``{metric: [K_p, epochs_per_chunk]}`` on the host."""
+
+    @abc.abstractmethod
+    def train_states(self) -> TrainState:
+        """The members' ``TrainState`` with a leading ``[K_p]`` axis (device arrays)."""
+
+    @abc.abstractmethod
+    def subset(self, positions: np.ndarray) -> Program:
+        """A program of the same kind over ``members[positions]``, continuing from their
+        current states, its slot rows padded to a power of two (``core.layout.bucket``)."""
+
+    def timed(self, fn: Callable, *args) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.run_seconds += time.perf_counter() - start
+
+    def add_compiled(self, executable, seconds: float, on_compile: Callable, what: str) -> None:
+        if executable not in self.executables:
+            self.executables.append(executable)
+        self.compile_seconds += seconds
+        if seconds:
+            on_compile(f"{self.label} {what}", seconds)
+
+    def final(self, return_params: bool = False) -> Final:
+        state = self.timed(jax.block_until_ready, self.train_states())
+        params = jax.tree.map(np.asarray, state.params) if return_params else None
+        return Final(
+            updates=np.asarray(state.updates),
+            status=np.asarray(state.status),
+            diverged_at=np.asarray(state.diverged_at),
+            params=params,
+        )
+
+
+class Strategy(Protocol):
+    """How a sweep's configs become programs."""
+
+    name: str
+
+    def check(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> None:
+        """Raise ``ValueError`` (what, why, what to do) if these configs cannot run so."""
+
+    def plan(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> list[Program]:
+        """The programs that train ``configs`` (each config in exactly one)."""

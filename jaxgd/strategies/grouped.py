@@ -1,0 +1,224 @@
+"""``grouped``: one program per batch size (or batch-size schedule) and optimizer family.
+
+A program is ``scan`` over steps of ``vmap`` over configs, the configs on a
+``[seeds, configs_per_seed]`` grid (``core.layout``): a step gathers its batch once per
+seed and every config of that seed reads it. Programs of different batch sizes run
+interleaved, chunk by chunk. A schedule that changes the batch size at a chunk boundary
+switches to the program compiled for the new size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..configs import ResolvedConfig
+from ..core.blocks import vmap_configs
+from ..core.compile import CompiledFunction
+from ..core.epoch import epoch_history, epoch_orders, scan_epochs
+from ..core.layout import SeedLayout, bucket
+from ..core.state import TrainState, stop_where
+from ..core.step import train_step
+from ..data import BatchPlan, batch_indices, take
+from ..schedules import BatchSchedule
+from .base import PlanContext, Program, ProgramSpec, initial_states
+
+__all__ = ["GroupedSettings", "grouped_chunk", "GroupedProgram", "Grouped", "GROUPED"]
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GroupedSettings(ProgramSpec):
+    """A grouped program's static settings: the common ones, the batch plan, the block."""
+
+    plan: BatchPlan
+    config_block: int | None = None
+
+
+def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, settings):
+    """``epochs_per_chunk`` epochs of every config: states ``[U, M]``, keys ``[U]``."""
+    states = stop_where(states, stop)
+    plan = settings.plan
+    step = functools.partial(
+        train_step, problem=settings.problem, tx=settings.placeholder_tx(), probes=settings.probes
+    )
+    step_all = vmap_configs(step, settings.config_block)
+
+    def one_epoch(states, xs):
+        epoch, _ = xs
+        orders = epoch_orders(shuffle_keys, epoch, plan.num_examples, settings.shuffle)
+        indices, masks = jax.vmap(functools.partial(batch_indices, plan))(orders)
+
+        def one_step(states, xs):
+            step_indices, step_mask = xs
+            return step_all(states, take(train, step_indices), step_mask)
+
+        states, metrics = jax.lax.scan(
+            one_step, states, (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1))
+        )
+        sums = jax.tree.map(lambda m: m.sum(0), metrics)
+        history = epoch_history(
+            states,
+            sums,
+            evals,
+            problem=settings.problem,
+            eval_batch_size=settings.eval_batch_size,
+        )
+        return states, history
+
+    return scan_epochs(one_epoch, states, first_epoch, settings.epochs_per_chunk)
+
+
+_CHUNK = CompiledFunction("grouped_chunk", grouped_chunk, donate=(0,))
+
+
+class GroupedProgram(Program):
+    """The configs of one optimizer family and one batch size (or schedule).
+
+    Args:
+        members: the configs' indices in the sweep.
+        settings_by_epoch: the static settings in force at each epoch (they differ only
+            where a schedule switches the batch plan, at a chunk boundary).
+        hyperparams, seeds: per member.
+        width: slots per seed row (default: the most configs of a seed).
+        start: per-member ``(TrainState [K_p], shuffle keys [K_p])`` to continue from.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[int],
+        settings_by_epoch: Sequence[GroupedSettings],
+        hyperparams: Sequence[dict[str, float]],
+        seeds: Sequence[int],
+        *,
+        width: int | None = None,
+        start: tuple[TrainState, jax.Array] | None = None,
+    ):
+        self.settings_by_epoch = list(settings_by_epoch)
+        sizes = sorted({s.plan.batch_size for s in self.settings_by_epoch})
+        label = "batch_size=" + ",".join(map(str, sizes))
+        super().__init__(f"grouped {self.settings_by_epoch[0].optimizer.name} {label}", members)
+        self.hyperparams, self.seeds = list(hyperparams), list(seeds)
+        self.layout = SeedLayout(self.seeds, width)
+        self.start = start
+
+    @property
+    def slot_count(self) -> int:
+        return int(self.layout.slots.size)
+
+    def _args(self, first_epoch: int, stop: np.ndarray) -> tuple:
+        stop = jnp.asarray(self.layout.to_slots(np.asarray(stop, bool)))
+        first = jnp.asarray(first_epoch, jnp.int32)
+        return (self.states, self.shuffle_keys, first, stop, self.train, self.evals)
+
+    def prepare(self, train, evals, on_compile: Callable) -> None:
+        self.train, self.evals = train, evals
+        settings = self.settings_by_epoch[0]
+        if self.start is None:
+            (self.states, self.shuffle_keys), seconds = initial_states(
+                self.layout, self.hyperparams, settings, on_compile, self.label
+            )
+            self.compile_seconds += seconds
+        else:
+            states, keys = self.start
+            self.states = self.layout.to_slots(states)
+            self.shuffle_keys = keys[self.layout.slots[:, 0]]
+            self.start = None
+        self.executables_by_settings = {}
+        no_stop = np.zeros(len(self.members), bool)
+        for first in range(0, len(self.settings_by_epoch), settings.epochs_per_chunk):
+            settings = self.settings_by_epoch[first]
+            if settings not in self.executables_by_settings:
+                executable, seconds = _CHUNK.compiled(
+                    *self._args(first, no_stop), settings=settings
+                )
+                self.executables_by_settings[settings] = executable
+                self.add_compiled(executable, seconds, on_compile, "chunk")
+        jax.block_until_ready(self.states)
+
+    def run_chunk(self, first_epoch: int, stop: np.ndarray):
+        executable = self.executables_by_settings[self.settings_by_epoch[first_epoch]]
+
+        def run():
+            self.states, metrics = executable(*self._args(first_epoch, stop))
+            return metrics
+
+        return self.timed(run)
+
+    def unpack(self, metrics) -> dict[str, np.ndarray]:
+        host = self.timed(jax.tree.map, np.asarray, metrics)  # [E, U, M] each
+        return {name: self.layout.unpack(value, axis=1).T for name, value in host.items()}
+
+    def train_states(self) -> TrainState:
+        return self.layout.unpack_device(self.states)
+
+    def subset(self, positions: np.ndarray) -> GroupedProgram:
+        seeds = [self.seeds[p] for p in positions]
+        width = bucket(max(np.unique(seeds, return_counts=True)[1]))
+        keys = self.shuffle_keys[jnp.asarray(self.layout.rows[positions])]
+        states = jax.tree.map(lambda leaf: leaf[jnp.asarray(positions)], self.train_states())
+        return GroupedProgram(
+            self.members[positions],
+            self.settings_by_epoch,
+            [self.hyperparams[p] for p in positions],
+            seeds,
+            width=width,
+            start=(states, keys),
+        )
+
+
+class Grouped:
+    """One program per (optimizer family, batch size or schedule)."""
+
+    name = "grouped"
+
+    def check(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> None:
+        if any(c.adaptive for c in configs):
+            raise ValueError(
+                "norm_test (adaptive batch size) needs strategy='accumulate' or 'auto': "
+                "a config's batch size changes during an epoch"
+            )
+        chunk = context.specs(configs[0].optimizer).epochs_per_chunk
+        for c in configs:
+            if isinstance(c.batch_size, BatchSchedule):
+                bad = [e for e in c.batch_size.boundaries if e % chunk]
+                if bad:
+                    raise ValueError(
+                        f"batch-size schedule {c.batch_size} changes at epochs {bad}, "
+                        f"not at chunk boundaries (epochs_per_chunk={chunk})"
+                    )
+
+    def plan(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> list[Program]:
+        groups: dict[tuple, list[int]] = {}
+        for index, config in enumerate(configs):
+            groups.setdefault((config.optimizer, config.batch_size), []).append(index)
+        programs = []
+        for (optimizer, _), members in groups.items():
+            spec = context.specs(optimizer)
+            settings_by_epoch = [
+                GroupedSettings(
+                    **spec.common(),
+                    plan=BatchPlan(context.num_train, b, spec.drop_last),
+                    config_block=context.block_for(members, b),
+                )
+                for b in configs[members[0]].batch_sizes(context.epochs)
+            ]
+            programs.append(
+                GroupedProgram(
+                    members,
+                    settings_by_epoch,
+                    [configs[i].hyperparams for i in members],
+                    [configs[i].seed for i in members],
+                )
+            )
+        return programs
+
+
+GROUPED = Grouped()

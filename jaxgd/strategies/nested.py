@@ -1,0 +1,344 @@
+"""``nested``: configs of different fixed batch sizes in one program, by nested scans.
+
+The configs are split into groups by batch size b_g. An outer step covers L examples of
+the epoch, L = lcm of the batch sizes; inside it, group g runs an inner ``scan`` of
+L / b_g ordinary mini-batch steps at its own batch size. The rest of the epoch (less
+than L examples, or all of it when L exceeds the epoch) is a tail in which each group
+takes its remaining steps. Every group keeps its own matrix shapes (large batches stay
+large matmuls), every step count is static, no update is masked or branched over, and
+one compiled program does exactly the grouped strategy's arithmetic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..configs import ResolvedConfig
+from ..core.blocks import vmap_configs
+from ..core.compile import CompiledFunction
+from ..core.epoch import epoch_history, epoch_orders, scan_epochs
+from ..core.layout import SeedLayout, bucket
+from ..core.state import TrainState, stop_where
+from ..core.step import train_step, zero_metrics
+from ..data import take
+from ..schedules import BatchSchedule
+from .base import PlanContext, Program, ProgramSpec, initial_states
+
+__all__ = ["NestedSettings", "nested_chunk", "NestedProgram", "Nested", "NESTED"]
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NestedSettings(ProgramSpec):
+    """The nested program's static settings: the batch sizes and each one's config block."""
+
+    batch_sizes: tuple[int, ...]
+    config_blocks: tuple[int | None, ...] | None = None
+
+    @property
+    def outer_size(self) -> int:
+        """L: examples per outer step, the lcm of the batch sizes. (Multiples of it, up to
+        the whole epoch, measured no faster on the CPU.)"""
+        return functools.reduce(math.lcm, self.batch_sizes)
+
+    @property
+    def full_outer_steps(self) -> int:
+        """Outer steps that lie wholly inside the epoch (0 when L exceeds it)."""
+        return self.num_examples // self.outer_size
+
+    @property
+    def padded_epoch(self) -> int:
+        return max(math.ceil(self.num_examples / b) * b for b in self.batch_sizes)
+
+    def tail_steps(self, batch_size: int) -> int:
+        """Steps of that group after the full outer steps (the last may be partial)."""
+        rest = self.used_examples(batch_size) - self.full_outer_steps * self.outer_size
+        return math.ceil(rest / batch_size)
+
+    def used_examples(self, batch_size: int) -> int:
+        if self.drop_last:
+            return self.num_examples // batch_size * batch_size
+        return self.num_examples
+
+
+def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, settings):
+    """``epochs_per_chunk`` epochs of every group (tuples: one entry per batch size).
+
+    An epoch is ``full_outer_steps`` outer steps of L examples, in each of which group g
+    takes L / b_g steps, then a tail over the rest of the epoch in which group g takes
+    its remaining ``tail_steps(b_g)`` steps (the last maybe partial, masked). All step
+    counts are static: no step is empty, so none needs a branch or a masked update.
+    """
+    states = tuple(stop_where(s, stop) for s, stop in zip(states, stops))
+    step = functools.partial(
+        train_step, problem=settings.problem, tx=settings.placeholder_tx(), probes=settings.probes
+    )
+    blocks = settings.config_blocks or (None,) * len(settings.batch_sizes)
+    steps_all = [vmap_configs(step, block) for block in blocks]
+    outer_size, full_outer = settings.outer_size, settings.full_outer_steps
+    length = max(settings.padded_epoch, full_outer * outer_size)
+    groups = range(len(settings.batch_sizes))
+
+    def group_steps(state, order, group, offset, count):
+        """``count`` steps of group ``group`` from example ``offset`` of the epoch."""
+        size = settings.batch_sizes[group]
+        used = settings.used_examples(size)
+
+        def one_step(state, s):
+            start = offset + s * size
+            index = jax.lax.dynamic_slice_in_dim(order, start, size, axis=1)
+            mask = jnp.broadcast_to(start + jnp.arange(size) < used, index.shape)
+            return steps_all[group](state, take(train, index), mask)
+
+        state, metrics = jax.lax.scan(one_step, state, jnp.arange(count, dtype=jnp.int32))
+        return state, jax.tree.map(lambda m: m.sum(0), metrics)
+
+    def one_epoch(states, xs):
+        epoch, _ = xs
+        orders = [
+            jnp.pad(
+                epoch_orders(keys, epoch, settings.num_examples, settings.shuffle),
+                ((0, 0), (0, length - settings.num_examples)),
+            )
+            for keys in shuffle_keys
+        ]
+
+        def outer_step(states, t):
+            results = [
+                group_steps(
+                    states[g], orders[g], g, t * outer_size, outer_size // settings.batch_sizes[g]
+                )
+                for g in groups
+            ]
+            return tuple(r[0] for r in results), tuple(r[1] for r in results)
+
+        zeros = tuple(zero_metrics(s.updates.shape, settings.probes) for s in states)
+        sums = zeros
+        if full_outer:
+            states, outer_sums = jax.lax.scan(
+                outer_step, states, jnp.arange(full_outer, dtype=jnp.int32)
+            )
+            sums = jax.tree.map(lambda m: m.sum(0), outer_sums)
+        tail_states, tail_sums = [], []
+        for g in groups:
+            count = settings.tail_steps(settings.batch_sizes[g])
+            if count:
+                state, m = group_steps(states[g], orders[g], g, full_outer * outer_size, count)
+            else:
+                state, m = states[g], zeros[g]
+            tail_states.append(state)
+            tail_sums.append(m)
+        states = tuple(tail_states)
+        sums = jax.tree.map(jnp.add, sums, tuple(tail_sums))
+        histories = tuple(
+            epoch_history(
+                state,
+                group_sums,
+                evals,
+                problem=settings.problem,
+                eval_batch_size=settings.eval_batch_size,
+            )
+            for state, group_sums in zip(states, sums)
+        )
+        return states, histories
+
+    return scan_epochs(one_epoch, states, first_epoch, settings.epochs_per_chunk)
+
+
+_CHUNK = CompiledFunction("nested_chunk", nested_chunk, donate=(0,))
+
+
+class NestedProgram(Program):
+    """All batch sizes of one optimizer family's configs in one program.
+
+    Args:
+        members: the configs' indices in the sweep.
+        settings: the static settings (``settings.batch_sizes``: the distinct sizes).
+        hyperparams, seeds, batch_sizes: per member.
+        widths: per batch size, the slots per seed row (default: as many as needed).
+        start: per-member ``(TrainState [K_p], shuffle keys [K_p])`` to continue from.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[int],
+        settings: NestedSettings,
+        hyperparams: Sequence[dict[str, float]],
+        seeds: Sequence[int],
+        batch_sizes: Sequence[int],
+        *,
+        widths: Sequence[int | None] | None = None,
+        start: tuple[TrainState, jax.Array] | None = None,
+    ):
+        sizes = ",".join(map(str, settings.batch_sizes))
+        super().__init__(f"nested {settings.optimizer.name} batch_size={sizes}", members)
+        self.settings = settings
+        self.hyperparams, self.seeds = list(hyperparams), list(seeds)
+        self.batch_sizes = [int(b) for b in batch_sizes]
+        # positions (into members) of each batch-size group, and that group's layout
+        self.groups = [
+            np.array([p for p, b in enumerate(self.batch_sizes) if b == size])
+            for size in settings.batch_sizes
+        ]
+        widths = widths or [None] * len(self.groups)
+        self.layouts = [
+            SeedLayout([self.seeds[p] for p in group], width)
+            for group, width in zip(self.groups, widths)
+        ]
+        self.start = start
+
+    @property
+    def slot_count(self) -> int:
+        return sum(int(layout.slots.size) for layout in self.layouts)
+
+    def _args(self, first_epoch: int, stop: np.ndarray) -> tuple:
+        stop = np.asarray(stop, bool)
+        stops = tuple(
+            jnp.asarray(layout.to_slots(stop[group]))
+            for group, layout in zip(self.groups, self.layouts)
+        )
+        first = jnp.asarray(first_epoch, jnp.int32)
+        return (self.states, self.shuffle_keys, first, stops, self.train, self.evals)
+
+    def prepare(self, train, evals, on_compile: Callable) -> None:
+        self.train, self.evals = train, evals
+        if self.start is None:
+            pairs = []
+            for group, layout in zip(self.groups, self.layouts):
+                pair, seconds = initial_states(
+                    layout,
+                    [self.hyperparams[p] for p in group],
+                    self.settings,
+                    on_compile,
+                    self.label,
+                )
+                self.compile_seconds += seconds
+                pairs.append(pair)
+        else:
+            states, keys = self.start
+            pairs = []
+            for group, layout in zip(self.groups, self.layouts):
+                index = jnp.asarray(group)
+                part = jax.tree.map(lambda leaf, i=index: leaf[i], states)
+                pairs.append((layout.to_slots(part), keys[index][layout.slots[:, 0]]))
+            self.start = None
+        self.states = tuple(p[0] for p in pairs)
+        self.shuffle_keys = tuple(p[1] for p in pairs)
+        no_stop = np.zeros(len(self.members), bool)
+        self.executable, seconds = _CHUNK.compiled(*self._args(0, no_stop), settings=self.settings)
+        self.add_compiled(self.executable, seconds, on_compile, "chunk")
+        jax.block_until_ready(self.states)
+
+    def run_chunk(self, first_epoch: int, stop: np.ndarray):
+        def run():
+            self.states, metrics = self.executable(*self._args(first_epoch, stop))
+            return metrics
+
+        return self.timed(run)
+
+    def _merge(self, per_group: Sequence[Any]) -> Any:
+        """Per-group pytrees with leading ``[K_g]`` axes into one with ``[K_p]``, in
+        member order."""
+        order = np.argsort(np.concatenate(self.groups), kind="stable")
+        return jax.tree.map(lambda *parts: np.concatenate(parts)[order], *per_group)
+
+    def unpack(self, metrics) -> dict[str, np.ndarray]:
+        host = self.timed(jax.tree.map, np.asarray, metrics)  # per group {name: [E, U, M]}
+        per_group = [
+            {name: layout.unpack(value, axis=1).T for name, value in group.items()}
+            for layout, group in zip(self.layouts, host)
+        ]
+        return self._merge(per_group)
+
+    def train_states(self) -> TrainState:
+        parts = [layout.unpack_device(s) for layout, s in zip(self.layouts, self.states)]
+        order = jnp.asarray(np.argsort(np.concatenate(self.groups), kind="stable"))
+        return jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[order], *parts)
+
+    def _member_keys(self) -> jax.Array:
+        parts = [keys[layout.rows] for keys, layout in zip(self.shuffle_keys, self.layouts)]
+        order = jnp.asarray(np.argsort(np.concatenate(self.groups), kind="stable"))
+        return jnp.concatenate(parts)[order]
+
+    def subset(self, positions: np.ndarray) -> NestedProgram:
+        sizes = [self.batch_sizes[p] for p in positions]
+        distinct = tuple(sorted(set(sizes)))
+        seeds = [self.seeds[p] for p in positions]
+        widths = []
+        for size in distinct:
+            counts = np.unique([s for s, b in zip(seeds, sizes) if b == size], return_counts=True)
+            widths.append(bucket(max(counts[1])))
+        kept = [self.settings.batch_sizes.index(size) for size in distinct]
+        blocks = self.settings.config_blocks
+        settings = dataclasses.replace(
+            self.settings,
+            batch_sizes=distinct,
+            config_blocks=None if blocks is None else tuple(blocks[k] for k in kept),
+        )
+        index = jnp.asarray(positions)
+        states = jax.tree.map(lambda leaf: leaf[index], self.train_states())
+        return NestedProgram(
+            self.members[positions],
+            settings,
+            [self.hyperparams[p] for p in positions],
+            seeds,
+            sizes,
+            widths=widths,
+            start=(states, self._member_keys()[index]),
+        )
+
+
+class Nested:
+    """One program per optimizer family: an inner scan per fixed batch size."""
+
+    name = "nested"
+
+    def check(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> None:
+        if any(c.adaptive for c in configs):
+            raise ValueError(
+                "norm_test (adaptive batch size) needs strategy='accumulate' or 'auto': "
+                "a config's batch size changes during an epoch"
+            )
+        if any(isinstance(c.batch_size, BatchSchedule) for c in configs):
+            raise ValueError(
+                "strategy='nested' runs fixed batch sizes; batch-size schedules need "
+                "'grouped' or 'accumulate'"
+            )
+
+    def plan(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> list[Program]:
+        families: dict[Any, list[int]] = {}
+        for index, config in enumerate(configs):
+            families.setdefault(config.optimizer, []).append(index)
+        programs = []
+        for optimizer, members in families.items():
+            sizes = [configs[i].batch_size for i in members]
+            distinct = tuple(sorted(set(sizes)))
+            blocks = tuple(
+                context.block_for([i for i in members if configs[i].batch_size == b], b)
+                for b in distinct
+            )
+            settings = NestedSettings(
+                **context.specs(optimizer).common(), batch_sizes=distinct, config_blocks=blocks
+            )
+            programs.append(
+                NestedProgram(
+                    members,
+                    settings,
+                    [configs[i].hyperparams for i in members],
+                    [configs[i].seed for i in members],
+                    sizes,
+                )
+            )
+        return programs
+
+
+NESTED = Nested()
