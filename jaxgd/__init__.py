@@ -13,6 +13,9 @@ from .problem import batch_gradient as batch_gradient
 from .problem import batch_loss as batch_loss
 from .problem import per_example_gradients as per_example_gradients
 from .results import SweepResult as SweepResult
+from .run.callbacks import EarlyStopping as EarlyStopping
+from .run.callbacks import Progress as Progress
+from .run.callbacks import SuccessiveHalving as SuccessiveHalving
 from .run.report import Callback as Callback
 from .run.report import ChunkReport as ChunkReport
 from .schedules import BatchSchedule as BatchSchedule
@@ -33,9 +36,12 @@ __all__ = [
     "BatchSchedule",
     "Callback",
     "ChunkReport",
+    "EarlyStopping",
     "Optimizer",
     "Problem",
+    "Progress",
     "Space",
+    "SuccessiveHalving",
     "SweepOptions",
     "SweepResult",
     "batch_gradient",

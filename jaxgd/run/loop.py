@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ..core.state import DIVERGED, RUNNING, STATUS_NAMES, STOPPED
+from ..core.state import RUNNING, STATUS_NAMES, STOPPED
 from ..strategies.base import Final, Program
 from .report import Callback, ChunkReport
 
@@ -277,8 +277,10 @@ def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
     history["examples_seen"] = np.cumsum(per_epoch, axis=1)
     for name in ("updates", "batch_size"):
         history[name] = np.nan_to_num(history[name]).astype(np.int64)
+    # A config stopped just before its program was rebuilt left before the device saw
+    # the stop: the host's record is the one that holds.
+    codes[run.stopped] = STOPPED
     status = np.array([STATUS_NAMES[int(c)] for c in codes])
-    status[(codes == DIVERGED)] = STATUS_NAMES[DIVERGED]
     return LoopResult(
         history=history,
         status=status,
