@@ -42,8 +42,12 @@ class SweepOptions:
             batch sizes).
         max_batch_size: the cap of the adaptive norm test (default: the training set).
         rebuild: once half of a program's configs have been stopped by a callback, rebuild
-            it with the others alone so that stopped configs stop costing compute (the
-            rebuilt program's widths are powers of two, compiled once per width).
+            it with the others alone, so that stopped configs stop costing compute (its
+            widths are powers of two, each compiled once per process). ``"auto"``: only
+            when the run time it saves (seconds per chunk so far x chunks left x slots
+            dropped) exceeds a compile; True: always; False: never (results then stay
+            bitwise those of the sweep without callbacks; a rebuilt program's configs
+            agree to float rounding, which a chaotic trajectory can amplify).
 
     Example:
         >>> import jaxgd
@@ -57,7 +61,7 @@ class SweepOptions:
     config_block: int | str | None = "auto"
     micro_batch_size: int | None = None
     max_batch_size: int | None = None
-    rebuild: bool = True
+    rebuild: bool | str = "auto"
 
     def __post_init__(self):
         if self.strategy not in _STRATEGIES:
@@ -68,5 +72,9 @@ class SweepOptions:
         _positive_int("max_batch_size", self.max_batch_size, allow_none=True)
         if self.config_block != "auto":
             _positive_int("config_block", self.config_block, allow_none=True)
-        if not isinstance(self.rebuild, bool):
-            raise ValueError(f"rebuild={self.rebuild!r}: must be True or False")
+        if (
+            self.rebuild not in (True, False, "auto")
+            or self.rebuild in (0, 1)
+            and not isinstance(self.rebuild, bool)
+        ):
+            raise ValueError(f"rebuild={self.rebuild!r}: must be True, False or 'auto'")

@@ -16,9 +16,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-__all__ = ["CompiledFunction", "compile_count"]
+__all__ = ["CompiledFunction", "compile_count", "mean_compile_seconds"]
 
 _compilations: collections.Counter[str] = collections.Counter()
+_compile_seconds: collections.Counter[str] = collections.Counter()
 
 
 def compile_count(name: str | None = None) -> int:
@@ -27,6 +28,12 @@ def compile_count(name: str | None = None) -> int:
     if name is None:
         return sum(_compilations.values())
     return _compilations[name]
+
+
+def mean_compile_seconds(name: str) -> float | None:
+    """The mean seconds a compile of function ``name`` has taken in this process."""
+    count = _compilations[name]
+    return _compile_seconds[name] / count if count else None
 
 
 def _signature(leaf: Any) -> tuple:
@@ -59,5 +66,6 @@ class CompiledFunction:
         executable = self._jitted.lower(*args, settings=settings).compile()
         seconds = time.perf_counter() - start
         _compilations[self.name] += 1
+        _compile_seconds[self.name] += seconds
         self._cache[key] = executable
         return executable, seconds

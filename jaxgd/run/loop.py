@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ..core.compile import mean_compile_seconds
 from ..core.state import RUNNING, STATUS_NAMES, STOPPED
 from ..strategies.base import Final, Program
 from .report import Callback, ChunkReport
@@ -56,7 +57,9 @@ class LoopResult:
 class _Run:
     """The loop's bookkeeping: history in config order, stops, finals of retired configs."""
 
-    def __init__(self, programs, *, epochs, configs, examples_per_epoch, batch_sizes, start):
+    def __init__(
+        self, programs, *, epochs, epochs_per_chunk, configs, examples_per_epoch, batch_sizes, start
+    ):
         self.count, self.epochs = len(configs), epochs
         self.configs = configs
         self.examples_per_epoch = np.asarray(examples_per_epoch, np.int64)
@@ -70,6 +73,8 @@ class _Run:
         self.built = list(programs)
         self.start = start
         self.epochs_done = 0
+        self.epochs_per_chunk = epochs_per_chunk
+        self.chunks_run: dict[Program, int] = {program: 0 for program in programs}
 
     def record(self, program: Program, first: int, metrics) -> None:
         values = program.unpack(metrics)
@@ -114,23 +119,40 @@ class _Run:
         self.stopped_epoch[newly] = report.epochs_done
         self.stopped |= newly
 
-    def rebuild(self, train, evals, on_compile, return_params: bool) -> None:
-        """Retire programs with nothing left to train; rebuild those at half or less."""
+    def rebuild(self, train, evals, on_compile, return_params: bool, policy) -> None:
+        """Retire programs with nothing left to train; rebuild those whose running configs
+        fell to half or less (with ``policy="auto"``: only if it pays, ``_pays``)."""
         live = []
         for program in self.live:
             alive = np.flatnonzero(~self.stopped[program.members])
             if 2 * alive.size > program.members.size:
                 live.append(program)
                 continue
+            if alive.size and policy == "auto" and not self._pays(program, alive):
+                live.append(program)
+                continue
+            rebuilt = program.subset(alive) if alive.size else None
             final = program.final(return_params)
             dropped = np.setdiff1d(np.arange(program.members.size), alive)
             self.finals.append((program.members[dropped], _take(final, dropped)))
-            if alive.size:
-                rebuilt = program.subset(alive)
+            if rebuilt is not None:
                 rebuilt.prepare(train, evals, on_compile)
+                self.chunks_run[rebuilt] = 0
                 live.append(rebuilt)
                 self.built.append(rebuilt)
         self.live = live
+
+    def _pays(self, program: Program, alive: np.ndarray) -> bool:
+        """Whether the run time a rebuild saves exceeds the compile it costs: the seconds
+        per chunk measured so far, times the chunks left, times the fraction of slots
+        dropped, against the mean compile of such a program in this process."""
+        chunks = self.chunks_run[program]
+        compile_seconds = mean_compile_seconds(program.compile_name)
+        if not chunks or compile_seconds is None:
+            return True
+        left = (self.epochs - self.epochs_done) / self.epochs_per_chunk
+        saved = 1 - program.slots_after(alive) / program.slot_count
+        return program.run_seconds / chunks * left * saved > compile_seconds
 
 
 def _forward_fill(values: np.ndarray) -> np.ndarray:
@@ -172,7 +194,7 @@ def run_loop(
     evals: dict[str, PyTree],
     callbacks: Sequence[Callback] = (),
     return_params: bool = False,
-    rebuild: bool = True,
+    rebuild: bool | str = "auto",
     start: float | None = None,
 ) -> LoopResult:
     """Compile and run ``programs`` for ``epochs`` epochs, reporting to ``callbacks``.
@@ -185,13 +207,15 @@ def run_loop(
         train, evals: the data on the device.
         callbacks: called as ``Callback`` documents; their masks stop configs.
         return_params: gather the final parameters.
-        rebuild: rebuild programs with their running configs alone once half have stopped.
+        rebuild: rebuild a program with its running configs alone once half have stopped:
+            True, False, or "auto" (when the run time saved exceeds the compile).
         start: ``time.perf_counter()`` at the sweep's start (reports count from it).
     """
     start = time.perf_counter() if start is None else start
     run = _Run(
         programs,
         epochs=epochs,
+        epochs_per_chunk=epochs_per_chunk,
         configs=configs,
         examples_per_epoch=examples_per_epoch,
         batch_sizes=batch_sizes,
@@ -212,6 +236,8 @@ def run_loop(
         pending: list[tuple[Program, int, Any]] = []
         for first in range(0, epochs, epochs_per_chunk):
             dispatched = [(p, first, p.run_chunk(first, run.stopped[p.members])) for p in run.live]
+            for program in run.live:
+                run.chunks_run[program] += 1
             if overlap and first:
                 report = _read(run, pending, callbacks, first)
             pending = dispatched
@@ -219,7 +245,7 @@ def run_loop(
                 report = _read(run, pending, callbacks, first + epochs_per_chunk)
                 pending = []
                 if rebuild:
-                    run.rebuild(train, evals, on_compile, return_params)
+                    run.rebuild(train, evals, on_compile, return_params, rebuild)
         if pending:
             report = _read(run, pending, callbacks, epochs)
         for program in run.live:

@@ -38,7 +38,7 @@ import optax
 from ..configs import ResolvedConfig
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket
+from ..core.layout import SeedLayout, bucket, bucketed_slots
 from ..core.state import TrainState, apply_gradient, init_states, stop_where
 from ..core.step import GradientSquaredNorms, StepMetrics
 from ..data import BatchPlan, batch_indices, take
@@ -291,6 +291,8 @@ class AccumulateProgram(Program):
         self.layout = SeedLayout(self.seeds, width)
         self.start = start
 
+    compile_name = "accumulate_chunk"
+
     @property
     def slot_count(self) -> int:
         return int(self.layout.slots.size)
@@ -345,6 +347,9 @@ class AccumulateProgram(Program):
 
     def train_states(self) -> TrainState:
         return self.layout.unpack_device(self.states.train)
+
+    def slots_after(self, positions: np.ndarray) -> int:
+        return bucketed_slots([self.seeds[p] for p in positions])
 
     def subset(self, positions: np.ndarray) -> AccumulateProgram:
         seeds = [self.seeds[p] for p in positions]

@@ -142,9 +142,18 @@ class Program(abc.ABC):
         """The members' ``TrainState`` with a leading ``[K_p]`` axis (device arrays)."""
 
     @abc.abstractmethod
+    def slots_after(self, positions: np.ndarray) -> int:
+        """``slot_count`` of ``subset(positions)``, without building it."""
+
+    @abc.abstractmethod
     def subset(self, positions: np.ndarray) -> Program:
         """A program of the same kind over ``members[positions]``, continuing from their
         current states, its slot rows padded to a power of two (``core.layout.bucket``)."""
+
+    @property
+    @abc.abstractmethod
+    def compile_name(self) -> str:
+        """The ``CompiledFunction`` name of its chunk program (for compile estimates)."""
 
     def timed(self, fn: Callable, *args) -> Any:
         start = time.perf_counter()

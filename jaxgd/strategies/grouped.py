@@ -22,7 +22,7 @@ from ..configs import ResolvedConfig
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket
+from ..core.layout import SeedLayout, bucket, bucketed_slots
 from ..core.state import TrainState, stop_where
 from ..core.step import train_step
 from ..data import BatchPlan, batch_indices, take
@@ -109,6 +109,8 @@ class GroupedProgram(Program):
         self.layout = SeedLayout(self.seeds, width)
         self.start = start
 
+    compile_name = "grouped_chunk"
+
     @property
     def slot_count(self) -> int:
         return int(self.layout.slots.size)
@@ -158,6 +160,9 @@ class GroupedProgram(Program):
 
     def train_states(self) -> TrainState:
         return self.layout.unpack_device(self.states)
+
+    def slots_after(self, positions: np.ndarray) -> int:
+        return bucketed_slots([self.seeds[p] for p in positions])
 
     def subset(self, positions: np.ndarray) -> GroupedProgram:
         seeds = [self.seeds[p] for p in positions]

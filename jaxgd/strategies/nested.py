@@ -11,6 +11,7 @@ one compiled program does exactly the grouped strategy's arithmetic.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -25,7 +26,7 @@ from ..configs import ResolvedConfig
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket
+from ..core.layout import SeedLayout, bucket, bucketed_slots
 from ..core.state import TrainState, stop_where
 from ..core.step import train_step, zero_metrics
 from ..data import take
@@ -196,6 +197,8 @@ class NestedProgram(Program):
         ]
         self.start = start
 
+    compile_name = "nested_chunk"
+
     @property
     def slot_count(self) -> int:
         return sum(int(layout.slots.size) for layout in self.layouts)
@@ -268,6 +271,12 @@ class NestedProgram(Program):
         parts = [keys[layout.rows] for keys, layout in zip(self.shuffle_keys, self.layouts)]
         order = jnp.asarray(np.argsort(np.concatenate(self.groups), kind="stable"))
         return jnp.concatenate(parts)[order]
+
+    def slots_after(self, positions: np.ndarray) -> int:
+        by_size = collections.defaultdict(list)
+        for p in positions:
+            by_size[self.batch_sizes[p]].append(self.seeds[p])
+        return sum(bucketed_slots(seeds) for seeds in by_size.values())
 
     def subset(self, positions: np.ndarray) -> NestedProgram:
         sizes = [self.batch_sizes[p] for p in positions]
