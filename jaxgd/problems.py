@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._io import optional_import
 from .problem import Problem
 
 __all__ = [
@@ -178,12 +179,9 @@ def load_digits() -> dict[str, np.ndarray]:
 
     Needs scikit-learn (``pip install 'jaxgd[data]'``); nothing is downloaded.
     """
-    try:
-        from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError as error:
-        raise ImportError(
-            "the digits problems need scikit-learn: pip install 'jaxgd[data]'"
-        ) from error
+    optional_import("sklearn", extra="data", feature="jaxgd.problems.load_digits()")
+    from sklearn.datasets import load_digits as sklearn_digits
+
     digits = sklearn_digits()
     return {"x": (digits.data / 16.0).astype(np.float32), "y": digits.target.astype(np.int32)}
 
