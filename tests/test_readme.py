@@ -68,9 +68,6 @@ def test_the_two_commands_exist():
 def test_links_point_to_files(link):
     if link.startswith("http"):
         pytest.skip("external link")
-    if link == "benchmarks/README.md" and not (ROOT / link).exists():
-        # Written by the benchmarks change that lands alongside this README.
-        pytest.skip("benchmarks/README.md not written yet")
     assert (ROOT / link).exists(), f"README links to {link}, which does not exist"
 
 
