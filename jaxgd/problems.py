@@ -213,8 +213,10 @@ def _digits_cnn(channels: tuple[int, int]) -> Problem:
         }
 
     def logits(params, x):
-        h = jax.nn.relu(conv2d(x.reshape(8, 8, 1), params["conv1"]) + params["bias1"])
-        h = jax.nn.relu(conv2d(h, params["conv2"], stride=2) + params["bias2"]).reshape(-1)
+        # Biases [C] are added to every pixel of a [H, W, C] map: broadcast them explicitly.
+        h = jax.nn.relu(conv2d(x.reshape(8, 8, 1), params["conv1"]) + params["bias1"][None, None])
+        h = jax.nn.relu(conv2d(h, params["conv2"], stride=2) + params["bias2"][None, None])
+        h = h.reshape(-1)
         return h @ params["dense"]["w"] + params["dense"]["b"]
 
     def loss(params, example):
