@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ._io import atomic_write, format_table
+
 __all__ = ["main"]
 
 
@@ -100,25 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _group_timings(result) -> tuple[float, float, int]:
     """Compile and run seconds summed over the compiled groups, and the group count."""
     return result.total_compile_seconds, result.total_seconds, len(result.groups)
-
-
-def _format_rows(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    def cell(value: Any) -> str:
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    cells = [[cell(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[j]) for r in cells)) for j, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)
-
-
-def _write_json(path: str, document: Any) -> None:
-    """Write to a temporary name, then rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(document, f, indent=1)
-    os.replace(tmp, path)
 
 
 @functools.cache
@@ -309,7 +292,7 @@ def run_demo(out: str, *, quick: bool = False, plots: bool = True) -> int:
         "wall_seconds": wall_seconds,
         "backend": _backend(),
     }
-    _write_json(os.path.join(out, "exercises.json"), summary)
+    atomic_write(os.path.join(out, "exercises.json"), json.dumps(summary, indent=1))
     written.append("exercises.json")
 
     _print_digits(digits, timings["digits"])
@@ -348,7 +331,7 @@ def _print_digits(digits, timing: tuple[float, float, int]) -> None:
         f"\nDigits: the best {min(10, len(ranked))} of {len(rows)} configs by final validation "
         f"loss ({len(rows) - len(usable)} diverged)"
     )
-    print(_format_rows(ranked[:10], columns))
+    print(format_table(ranked[:10], columns))
 
     print("\nBest config per batch size (updates per epoch fall as the batch grows):")
     best_rows = []
@@ -361,7 +344,7 @@ def _print_digits(digits, timing: tuple[float, float, int]) -> None:
         best["train_seconds"] = best.pop("seconds")
         best_rows.append(best)
     print(
-        _format_rows(
+        format_table(
             best_rows,
             [
                 "batch_size",

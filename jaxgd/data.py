@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_positive_int
+
 __all__ = [
     "BatchPlan",
     "as_dataset",
@@ -47,15 +49,9 @@ class BatchPlan:
     drop_last: bool = False
 
     def __post_init__(self):
-        if (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, (int, np.integer))
-            or not 1 <= self.batch_size <= self.num_examples
-        ):
-            raise ValueError(
-                f"batch_size={self.batch_size!r}: must be a positive integer no larger than "
-                f"the {self.num_examples} training examples"
-            )
+        check_positive_int(
+            "batch_size", self.batch_size, at_most=self.num_examples, what="training examples"
+        )
 
     @property
     def steps_per_epoch(self) -> int:

@@ -3,7 +3,7 @@
 Matplotlib is optional (``pip install 'jaxgd[plot]'``) and imported inside the functions.
 Figures are built with ``matplotlib.figure.Figure`` and rendered by the Agg canvas, so
 no GUI backend is touched and pyplot's global state is left alone. Each function writes
-its PNG to a temporary name and renames it, and returns the path written.
+its PNG atomically (a temporary name, then a rename), and returns the path written.
 
 Example:
     >>> import jaxgd, jaxgd.plots  # doctest: +SKIP
@@ -12,12 +12,14 @@ Example:
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ._io import atomic_write, optional_import
 from .results import SweepResult
 
 __all__ = ["loss_curves", "final_loss_heatmap"]
@@ -26,29 +28,20 @@ _LINESTYLES = ("-", "--", ":", "-.")
 
 
 def _matplotlib():
-    try:
-        import matplotlib
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise ImportError("plots need matplotlib: pip install 'jaxgd[plot]'") from error
+    """matplotlib, its ``Figure`` and the Agg canvas (no GUI backend, no pyplot state)."""
+    matplotlib = optional_import("matplotlib", extra="plot", feature="jaxgd.plots")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     return matplotlib, Figure, FigureCanvasAgg
 
 
 def _save(figure, canvas_class, path: str | os.PathLike) -> str:
-    """Render to a temporary PNG in the target folder, then rename: never a half file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
-        canvas_class(figure).print_png(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Render the PNG in memory, then write it atomically: never a half file."""
+    png = io.BytesIO()
+    canvas_class(figure).print_png(png)
+    atomic_write(path, png.getvalue())
+    return os.fspath(path)
 
 
 def _values(result: SweepResult, key: str) -> list[Any]:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._io import optional_import
 from .problem import Problem
 
 __all__ = [
@@ -178,12 +179,9 @@ def load_digits() -> dict[str, np.ndarray]:
 
     Needs scikit-learn (``pip install 'jaxgd[data]'``); nothing is downloaded.
     """
-    try:
-        from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError as error:
-        raise ImportError(
-            "the digits problems need scikit-learn: pip install 'jaxgd[data]'"
-        ) from error
+    optional_import("sklearn", extra="data", feature="jaxgd.problems.load_digits()")
+    from sklearn.datasets import load_digits as sklearn_digits
+
     digits = sklearn_digits()
     return {"x": (digits.data / 16.0).astype(np.float32), "y": digits.target.astype(np.int32)}
 
@@ -215,8 +213,10 @@ def _digits_cnn(channels: tuple[int, int]) -> Problem:
         }
 
     def logits(params, x):
-        h = jax.nn.relu(conv2d(x.reshape(8, 8, 1), params["conv1"]) + params["bias1"])
-        h = jax.nn.relu(conv2d(h, params["conv2"], stride=2) + params["bias2"]).reshape(-1)
+        # Biases [C] are added to every pixel of a [H, W, C] map: broadcast them explicitly.
+        h = jax.nn.relu(conv2d(x.reshape(8, 8, 1), params["conv1"]) + params["bias1"][None, None])
+        h = jax.nn.relu(conv2d(h, params["conv2"], stride=2) + params["bias2"][None, None])
+        h = h.reshape(-1)
         return h @ params["dense"]["w"] + params["dense"]["b"]
 
     def loss(params, example):

@@ -8,30 +8,15 @@ import io
 import json
 import math
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from ._io import atomic_write, format_table, optional_import
+
 __all__ = ["SweepResult"]
 
 PyTree = Any
-
-
-def _atomic_write(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _plain(value: Any) -> Any:
@@ -166,7 +151,7 @@ class SweepResult:
         writer = csv.DictWriter(lines, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-        _atomic_write(path, lines.getvalue())
+        atomic_write(path, lines.getvalue())
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Rows and histories; NaN is written as null."""
@@ -177,32 +162,21 @@ class SweepResult:
                 for name, values in self.history.items()
             },
         }
-        _atomic_write(path, json.dumps(document, indent=1))
+        atomic_write(path, json.dumps(document, indent=1))
 
     def to_pandas(self):
         """The table as a ``pandas.DataFrame`` (needs pandas: ``pip install jaxgd[pandas]``)."""
-        try:
-            import pandas as pd
-        except ImportError as error:
-            raise ImportError("to_pandas() needs pandas: pip install 'jaxgd[pandas]'") from error
-        return pd.DataFrame(self.table())
+        pandas = optional_import("pandas", extra="pandas", feature="SweepResult.to_pandas()")
+        return pandas.DataFrame(self.table())
 
-    def format_table(self, columns: list[str] | None = None, max_rows: int = 40) -> str:
-        """A plain-text table of the rows, for terminals."""
+    def format_table(self, columns: list[str] | None = None, max_rows: int | None = 40) -> str:
+        """A plain-text table of the rows, for terminals (``max_rows=None`` shows all).
+
+        By default the columns are the table's minus the ``best_*`` ones (but
+        ``best_val_loss``), ``diverged_step`` and ``compile_seconds``.
+        """
         rows = self.table()
         if columns is None:
             columns = [c for c in rows[0] if not c.startswith("best_") or c == "best_val_loss"]
             columns = [c for c in columns if c not in ("diverged_step", "compile_seconds")]
-        cells = [[_format_cell(row.get(c)) for c in columns] for row in rows[:max_rows]]
-        widths = [max(len(c), *(len(r[j]) for r in cells)) for j, c in enumerate(columns)]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-        if len(rows) > max_rows:
-            lines.append(f"... {len(rows) - max_rows} more rows")
-        return "\n".join(lines)
-
-
-def _format_cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+        return format_table(rows, columns, max_rows)

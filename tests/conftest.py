@@ -1,9 +1,13 @@
-"""Suite-wide settings: strict dtype promotion, warnings are errors (pyproject.toml)."""
+"""Suite-wide settings: strict dtype promotion, no implicit rank promotion, warnings are
+errors (pyproject.toml)."""
 
 import jax
 import pytest
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+# Broadcasting [M] against [U, M] must be spelled out: an implicit rank promotion is how a
+# [U, M] versus [M, U] mix-up passes silently (Equinox's test suite sets the same).
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture

@@ -20,8 +20,12 @@ def python_block(heading: str) -> str:
 
 
 def run(code: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
-    # Run as a user would, with warnings as errors and the suite's strict dtype promotion.
-    prelude = "import jax; jax.config.update('jax_numpy_dtype_promotion', 'strict')\n"
+    # Run as a user would, with warnings as errors and the suite's strict dtype and rank
+    # promotion (tests/conftest.py).
+    prelude = (
+        "import jax; jax.config.update('jax_numpy_dtype_promotion', 'strict'); "
+        "jax.config.update('jax_numpy_rank_promotion', 'raise')\n"
+    )
     script = cwd / "readme_block.py"
     script.write_text(prelude + code)
     return subprocess.run(
@@ -68,9 +72,6 @@ def test_the_two_commands_exist():
 def test_links_point_to_files(link):
     if link.startswith("http"):
         pytest.skip("external link")
-    if link == "benchmarks/README.md" and not (ROOT / link).exists():
-        # Written by the benchmarks change that lands alongside this README.
-        pytest.skip("benchmarks/README.md not written yet")
     assert (ROOT / link).exists(), f"README links to {link}, which does not exist"
 
 
