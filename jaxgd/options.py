@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 
+from ._checks import check_positive_int
+
 __all__ = ["SweepOptions"]
 
 _STRATEGIES = ("auto", "grouped", "nested", "accumulate")
 
 
 def _positive_int(name: str, value, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        also = " or None" if allow_none else ""
-        raise ValueError(f"{name}={value!r}: must be a positive integer{also}")
+    if not (value is None and allow_none):
+        check_positive_int(name, value)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

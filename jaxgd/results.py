@@ -51,7 +51,8 @@ class SweepResult:
         strategy: how configs of different batch sizes ran ("grouped", "nested" or
             "accumulate").
         groups: one entry per compiled program (rebuilt programs included): ``program``
-            (its label), ``configs`` (indices), ``compile_seconds`` and ``seconds``.
+            (its label), ``configs`` (indices), ``slots`` (configs computed, padding
+            included), ``compile_seconds`` and ``seconds``.
         compiled: the compiled chunk programs that trained the sweep (``jax.stages.Compiled``,
             one or more per group, in group order): ``.cost_analysis()`` gives XLA's FLOPs.
             Kept in memory only; never written.

@@ -173,6 +173,7 @@ def sweep(
             {
                 "program": program.label,
                 "configs": program.members.tolist(),
+                "slots": program.slot_count,
                 "compile_seconds": program.compile_seconds,
                 "seconds": program.run_seconds,
             }
