@@ -6,25 +6,30 @@ from the same parameters in the same data order, so their final losses agree.
 
 import importlib.util
 import json
+import pathlib
+import sys
 
 import numpy as np
 import pytest
 
-from jaxgd import benchmark
+# The harness is an application in benchmarks/, not part of the installed package.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from harness import cli, runner, workload  # noqa: E402
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def test_quick_benchmark_writes_json_and_methods_agree(tmp_path):
-    methods = list(benchmark.METHODS if HAS_TORCH else ("jaxgd", "jaxgd_single", "optax_loop"))
+    methods = list(runner.METHODS if HAS_TORCH else ("jaxgd", "jaxgd_single", "optax_loop"))
     # 200 examples with batch 16: 13 steps per epoch, the last over 8 examples.
-    code = benchmark.main(
+    code = cli.main(
         ["--quick", "--methods", ",".join(methods), "--out", str(tmp_path), "--no-plots"]
     )
     assert code == 0
     result = json.loads((tmp_path / "mlp.json").read_text())
 
-    assert result["schema"] == benchmark.SCHEMA
+    assert result["schema"] == runner.SCHEMA
     for field in ("platform", "device_kind", "cpu_model", "cpu_cores", "jax_version"):
         assert field in result["device"]
     assert result["dtype"] == "float32"
@@ -69,7 +74,7 @@ def test_quick_benchmark_writes_json_and_methods_agree(tmp_path):
 def test_other_problems_agree_with_torch(tmp_path, problem):
     methods = "jaxgd,optax_loop,torch_eager,torch_func"
     args = ["--quick", "--problem", problem, "--methods", methods, "--batch-sizes", "32"]
-    assert benchmark.main([*args, "--configs", "4", "--out", str(tmp_path), "--no-plots"]) == 0
+    assert cli.main([*args, "--configs", "4", "--out", str(tmp_path), "--no-plots"]) == 0
     result = json.loads((tmp_path / f"{problem}.json").read_text())
     losses = {p["method"]: p["final_train_loss"] for p in result["points"] if p["configs"] == 4}
     for method, values in losses.items():
@@ -78,13 +83,13 @@ def test_other_problems_agree_with_torch(tmp_path, problem):
 
 def test_bad_arguments_are_refused():
     with pytest.raises(SystemExit):
-        benchmark.main(["--methods", "jaxgd,keras"])
+        cli.main(["--methods", "jaxgd,keras"])
     with pytest.raises(SystemExit):
-        benchmark.main(["--quick", "--batch-sizes", "500"])
+        cli.main(["--quick", "--batch-sizes", "500"])
 
 
 def test_configs_are_a_grid():
-    configs = benchmark.make_configs(16)
+    configs = workload.make_configs(16)
     assert len(configs) == 16
     assert len({c["learning_rate"] for c in configs}) == 4
     assert len({c["momentum"] for c in configs}) == 4
