@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -65,11 +66,13 @@ def goal_ratios(points: list[dict[str, Any]], count: int) -> dict[str, Any]:
 
 
 def write_plots(result: dict[str, Any], out: str) -> list[str]:
-    """Throughput vs batch size (log-log) and vs K, one line per method."""
-    import matplotlib
+    """Throughput vs batch size (log-log) and vs K, one line per method.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Built with ``matplotlib.figure.Figure`` and rendered by the Agg canvas, as
+    ``jaxgd.plots`` does: no GUI backend is touched and pyplot's global state is left
+    alone. Raises ImportError without matplotlib."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     paths = []
     device = result["device"]
@@ -82,7 +85,8 @@ def write_plots(result: dict[str, Any], out: str) -> list[str]:
         points = [p for p in result["points"] if p["sweep"] == sweep_name]
         if not points:
             continue
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig = Figure(figsize=(11, 4.2), dpi=80)
+        left, right = fig.subplots(1, 2)
         for method in result["methods"]:
             mine = sorted((p for p in points if p["method"] == method), key=lambda p: p[axis])
             if not mine:
@@ -105,9 +109,7 @@ def write_plots(result: dict[str, Any], out: str) -> list[str]:
         fig.suptitle(f"{title}, {fixed_name}={fixed}, {result['epochs']} epochs", fontsize=10)
         fig.tight_layout()
         path = os.path.join(out, f"{result['problem']['name']}_vs_{sweep_name}.png")
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_write_atomically(path, FigureCanvasAgg(fig).print_png))
     return paths
 
 
@@ -168,10 +170,24 @@ def goal_lines(result: dict[str, Any]) -> list[str]:
 
 
 def write_json(result: dict[str, Any], path: str) -> str:
-    """Write the result to ``path`` through a temporary file: never a half-written file."""
+    """Write the result as JSON to ``path``; returns the path."""
+
+    def dump(temporary: str) -> None:
+        with open(temporary, "w") as file:
+            json.dump(result, file, indent=1)
+
+    return _write_atomically(path, dump)
+
+
+def _write_atomically(path: str, write: Callable[[str], Any]) -> str:
+    """``write(temporary)`` in the target folder, then rename: never a half-written file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temporary = path + ".tmp"
-    with open(temporary, "w") as file:
-        json.dump(result, file, indent=1)
-    os.replace(temporary, path)
+    temporary = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
     return path
