@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
+    "Goal",
+    "GOALS",
     "add_utilisation",
     "goal_ratios",
     "goal_lines",
@@ -35,10 +37,42 @@ def add_utilisation(points: list[dict[str, Any]], peak: float) -> None:
         point["mfu"] = achieved / peak
 
 
+class Goal(NamedTuple):
+    """jaxgd at least ``ratio`` times as fast as ``method`` (that method's run seconds /
+    jaxgd's, at the batch-size sweep's K) at every batch size measured in
+    ``batch_sizes`` (None: every batch size measured)."""
+
+    method: str
+    ratio: float
+    batch_sizes: tuple[int, int] | None = None  # (smallest, largest), both included
+
+    @property
+    def text(self) -> str:
+        if self.batch_sizes is None:
+            where = "at every batch size"
+        elif self.batch_sizes[0] == self.batch_sizes[1]:
+            where = f"at B={self.batch_sizes[0]}"
+        else:
+            where = f"at every B in [{self.batch_sizes[0]}, {self.batch_sizes[1]}]"
+        return f"jaxgd / {self.method} >= {self.ratio:.1f}x {where}"
+
+
+# The throughput goals (benchmarks/README.md, "Goals"); MFU is reported, not a ratio.
+GOALS = (
+    Goal("optax_loop", 20.0, (16, 16)),
+    Goal("torch_eager", 5.0, (1, 128)),
+    Goal("torch_func", 1.5),
+    # The baseline a JAX expert writes by hand: jaxgd's guard, masking and bookkeeping
+    # must cost nothing measurable against it.
+    Goal("jax_scan_vmap", 1.0),
+)
+
+
 def goal_ratios(points: list[dict[str, Any]], count: int) -> dict[str, Any]:
     """How many times faster jaxgd is than each baseline, per batch size, at K=count:
     from the medians, and from the fastest repeats (other processes only add time, so
-    the minimum is the least disturbed estimate on a shared machine)."""
+    the minimum is the least disturbed estimate on a shared machine); and each of
+    ``GOALS`` checked against the medians (``met`` None: not measured in this run)."""
     by = {(p["method"], p["batch_size"]): p for p in points if p["configs"] == count}
     ratios: dict[str, dict[str, float]] = {}
     ratios_min: dict[str, dict[str, float]] = {}
@@ -62,6 +96,22 @@ def goal_ratios(points: list[dict[str, Any]], count: int) -> dict[str, Any]:
         "speedup_over": ratios,
         "speedup_over_from_min": ratios_min,
         "jaxgd_mfu": mfu,
+        "targets": [_check(goal, ratios.get(goal.method, {})) for goal in GOALS],
+    }
+
+
+def _check(goal: Goal, ratios: dict[str, float]) -> dict[str, Any]:
+    """The goal, its ratios at the batch sizes it covers, the smallest, and whether met."""
+    low, high = goal.batch_sizes or (1, float("inf"))
+    covered = {size: ratio for size, ratio in ratios.items() if low <= int(size) <= high}
+    worst = min(covered.values()) if covered else None
+    return {
+        "goal": goal.text,
+        "method": goal.method,
+        "ratio": goal.ratio,
+        "ratios": covered,
+        "worst": worst,
+        "met": None if worst is None else worst >= goal.ratio,
     }
 
 
@@ -166,6 +216,10 @@ def goal_lines(result: dict[str, Any]) -> list[str]:
     if goals["jaxgd_mfu"]:
         text = " ".join(f"{point}:{m:.0%}" for point, m in goals["jaxgd_mfu"].items())
         lines.append(f"jaxgd MFU: {text}")
+    for target in goals.get("targets", []):
+        if target["met"] is not None:
+            verdict = "met" if target["met"] else "NOT met"
+            lines.append(f"goal {target['goal']}: {verdict} (smallest {target['worst']:.2f}x)")
     return lines
 
 

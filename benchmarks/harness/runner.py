@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import measure, report
-from .methods import JaxgdSingle, JaxgdSweep, OptaxLoop
+from .methods import JaxgdSingle, JaxgdSweep, JaxScanVmap, OptaxLoop
 from .torch_methods import TorchEager, TorchFunc
 from .workload import (
     JaxgdPrograms,
@@ -50,7 +50,8 @@ __all__ = [
 
 SCHEMA = "jaxgd.benchmark/1"
 METHOD_CLASSES: dict[str, type[Method]] = {
-    cls.name: cls for cls in (JaxgdSweep, JaxgdSingle, OptaxLoop, TorchEager, TorchFunc)
+    cls.name: cls
+    for cls in (JaxgdSweep, JaxgdSingle, OptaxLoop, JaxScanVmap, TorchEager, TorchFunc)
 }
 METHODS = tuple(METHOD_CLASSES)
 TORCH_METHODS = (TorchEager.name, TorchFunc.name)
@@ -247,7 +248,7 @@ def run_benchmark(settings: RunSettings, log: Callable[[str], None]) -> dict[str
                     _add_jaxgd_cost(point, programs.get((size, count)), workload, counted_once)
                 measured[key] = point
                 log(
-                    f"{method:>12} B={size:<5} K={count:<4} "
+                    f"{method:>13} B={size:<5} K={count:<4} "
                     f"run {point['run_seconds_median']:8.3f}s"
                     f"{' (extrapolated)' if point['extrapolated'] else ''}  "
                     f"compile {point['compile_seconds']:.2f}s  "
