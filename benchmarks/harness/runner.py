@@ -48,6 +48,8 @@ __all__ = [
     "run_benchmark",
 ]
 
+# The name dates from when the harness was jaxgd/benchmark.py; kept so that results
+# written before and after the move compare (benchmarks/results/*.json).
 SCHEMA = "jaxgd.benchmark/1"
 METHOD_CLASSES: dict[str, type[Method]] = {
     cls.name: cls
