@@ -4,7 +4,7 @@ For each problem and batch size, trains K configs with ``jaxgd.sweep(config_bloc
 for every k (and ``None``: all configs in one vmap) and reports the engine's run seconds
 (median of ``--repeats`` calls after a warm-up; compilation excluded), the best block, and
 what ``config_block="auto"`` picks. This is the measurement behind
-``engine.default_config_block``.
+``jaxgd.core.blocks.default_config_block``.
 
     python benchmarks/config_blocks.py --out runs/config_blocks.json
 """
@@ -27,13 +27,14 @@ BLOCKS = (None, 1, 2, 4, 8, 16, 32)
 
 def measure(problem_name: str, batch_size: int, configs: int, repeats: int) -> dict:
     import jax
+    from harness.workload import load_problem, make_configs
 
     import jaxgd
-    from jaxgd import benchmark, engine
+    from jaxgd.core import blocks
 
-    problem, data = benchmark.load_problem(problem_name, None)
+    problem, data = load_problem(problem_name, None)
     data = {name: jax.device_put(values) for name, values in data.items()}
-    space = benchmark.make_configs(configs)
+    space = make_configs(configs)
     seconds = {}
     for block in BLOCKS:
         if block is not None and block >= configs:
@@ -56,8 +57,8 @@ def measure(problem_name: str, batch_size: int, configs: int, repeats: int) -> d
         print(
             f"{problem_name} B={batch_size} K={configs} block={block}: {seconds[str(block)]:.3f}s"
         )
-    footprint = engine.footprint(problem, {k: v[0] for k, v in data.items()})
-    auto = engine.default_config_block(batch_size, configs, jax.default_backend(), footprint)
+    footprint = blocks.footprint(problem, {k: v[0] for k, v in data.items()})
+    auto = blocks.default_config_block(batch_size, configs, jax.default_backend(), footprint)
     best = min(seconds, key=seconds.get)
     return {
         "problem": problem_name,

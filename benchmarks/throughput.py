@@ -2,11 +2,14 @@
 
 python benchmarks/throughput.py --out benchmarks/results      # the default CPU run
 python benchmarks/throughput.py --help
+
+The harness lives in ``benchmarks/harness/`` (this folder is on ``sys.path`` when the
+script runs), not in the installed ``jaxgd`` package.
 """
 
 import sys
 
-from jaxgd.benchmark import main
+from harness.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

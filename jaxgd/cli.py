@@ -4,7 +4,6 @@
 batch size x 2 seeds, SGD, one compiled program per group) and the classic regression
 exercises, prints a results table and writes ``results.csv``, ``results.json``,
 ``exercises.json`` and PNG plots to ``--out`` (default ``runs/demo``).
-``jaxgd bench ...`` forwards its arguments to ``jaxgd.benchmark``.
 
 Example:
     $ jaxgd demo --quick --out runs/quick
@@ -67,13 +66,6 @@ QUICK = DemoSettings(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxgd`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":
-        # Everything after "bench" belongs to the benchmark, --help included.
-        from . import benchmark
-
-        status = benchmark.main(argv[1:])
-        return int(status or 0)
-
     parser = argparse.ArgumentParser(
         prog="jaxgd",
         description="Train many gradient-descent configurations in one compiled JAX program.",
@@ -89,9 +81,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="a seconds-long version (for tests)")
     demo.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    commands.add_parser(
-        "bench", help="throughput benchmarks: jaxgd bench --help lists their options"
-    )
     args = parser.parse_args(argv)
     if args.command == "demo":
         return run_demo(args.out, quick=args.quick, plots=not args.no_plots)

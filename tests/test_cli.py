@@ -1,5 +1,4 @@
-"""The ``jaxgd`` command line: ``demo`` writes its table, CSV, JSON and plots; ``bench``
-forwards its arguments."""
+"""The ``jaxgd`` command line: ``demo`` writes its table, CSV, JSON and plots."""
 
 import csv
 import json
@@ -7,11 +6,9 @@ import pathlib
 import subprocess
 import sys
 import time
-import types
 
 import pytest
 
-import jaxgd
 from jaxgd.cli import QUICK, main
 
 CONSOLE_SCRIPT = pathlib.Path(sys.executable).parent / "jaxgd"
@@ -87,16 +84,6 @@ def test_unknown_command_is_refused(capsys):
         main(["train"])
     assert error.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
-
-
-def test_bench_forwards_its_arguments(monkeypatch):
-    received = []
-    fake = types.ModuleType("jaxgd.benchmark")
-    fake.main = lambda args: received.append(list(args)) or 3
-    monkeypatch.setitem(sys.modules, "jaxgd.benchmark", fake)
-    monkeypatch.setattr(jaxgd, "benchmark", fake, raising=False)
-    assert main(["bench", "--help", "--out", "x"]) == 3
-    assert received == [["--help", "--out", "x"]]
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ and with the configs in blocks (``lax.map``) instead of one vmap.
 """
 
 import functools
+import pathlib
 import sys
 import time
 
@@ -14,15 +15,18 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxgd
-from jaxgd import benchmark
+
+# The benchmark harness lives in benchmarks/harness, next to this folder.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from harness import workload  # noqa: E402
 
 K, EPOCHS, N = 64, 2, 4096
 problem = jaxgd.problems.mlp((64, 256, 10))
 data = {k: jax.device_put(v) for k, v in jaxgd.problems.synthetic_classification(N).items()}
-configs = benchmark.make_configs(K)
+configs = workload.make_configs(K)
 rates = jnp.asarray([c["learning_rate"] for c in configs], jnp.float32)
 momenta = jnp.asarray([c["momentum"] for c in configs], jnp.float32)
-params0 = jax.tree.map(jnp.asarray, benchmark.initial_params(problem, 0))
+params0 = jax.tree.map(jnp.asarray, workload.initial_params(problem, 0))
 
 
 def all_finite(tree):
@@ -31,7 +35,7 @@ def all_finite(tree):
 
 
 def make(batch_size, guard, block=None):
-    orders = jnp.asarray(benchmark.data_orders(0, EPOCHS, N)).astype(jnp.int32)
+    orders = jnp.asarray(workload.data_orders(0, EPOCHS, N)).astype(jnp.int32)
     rows_per_step = orders.reshape(EPOCHS * N // batch_size, batch_size)
 
     def step(carry, rows):
