@@ -233,7 +233,7 @@ def main(argv=None) -> int:
     ratio = summary["halving"]["median_seconds"] / summary["full"]["median_seconds"]
     comparison = compare(rounds[0]["full"], rounds[0]["halving"])
 
-    from jaxgd.benchmark import device_info  # moves with the harness (benchmarks/)
+    from harness.measure import device_info
 
     document = {
         "benchmark": "successive_halving",
