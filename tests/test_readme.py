@@ -87,3 +87,11 @@ def test_every_builtin_problem_is_in_the_readme():
         if name in ("load_digits", "least_squares", "conv2d"):
             continue  # helpers, named in the rows of the problems they serve
         assert f"`{name}`" in README, f"built-in problem {name} is not in the README table"
+
+
+def test_callbacks_example_runs_as_is(tmp_path):
+    completed = run(python_block("Callbacks, early stopping and successive halving"), tmp_path)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    lines = completed.stdout.splitlines()
+    assert lines[0].count("'running'") == 2 and lines[0].count("'stopped'") == 22
+    assert "'status': 'running'" in lines[1]
