@@ -1,6 +1,6 @@
 """How many configs to run at once on the CPU: sweep time against ``config_block``.
 
-For each problem and batch size, trains K configs with ``jaxgd.sweep(config_block=k)``
+For each problem and batch size, trains K configs with ``jaxgd.sweep(options=SweepOptions(config_block=k))``
 for every k (and ``None``: all configs in one vmap) and reports the engine's run seconds
 (median of ``--repeats`` calls after a warm-up; compilation excluded), the best block, and
 what ``config_block="auto"`` picks. This is the measurement behind
@@ -49,7 +49,7 @@ def measure(problem_name: str, batch_size: int, configs: int, repeats: int) -> d
                 batch_size=batch_size,
                 epochs=2,
                 validation=None,
-                config_block=block,
+                options=jaxgd.SweepOptions(config_block=block),
             ).total_seconds
 
         call()

@@ -133,8 +133,9 @@ class SweepResult:
         return rows
 
     def best(self, metric: str = "val_loss", mode: str | None = None) -> dict[str, Any]:
-        """The row of the config with the best final ``metric`` among those that did not
-        diverge; ``mode`` is "min" (default for losses) or "max"."""
+        """The row of the config with the best final ``metric`` among those that trained
+        to the end (neither diverged nor stopped); ``mode`` is "min" (default for
+        losses) or "max"."""
         if metric not in self.history:
             raise ValueError(f"metric={metric!r} is not recorded; have {sorted(self.history)}")
         mode = mode or ("min" if metric.endswith("loss") else "max")
