@@ -1,8 +1,8 @@
 """Per-config training state with a status, its initialisation and the guarded update.
 
-A config is RUNNING until its loss or update turns non-finite (DIVERGED: frozen at its
-last finite parameters, with the update index) or a callback stops it (STOPPED: frozen
-at the parameters it had). Unlike ``optax.apply_if_finite``, which skips a bad update and
+A config is RUNNING until its loss turns non-finite (DIVERGED: frozen at the parameters
+that gave that loss, with the update index) or a callback stops it (STOPPED: frozen at
+the parameters it had). Unlike ``optax.apply_if_finite``, which skips a bad update and
 carries on, a diverged config never trains again: in a sweep it is a result, not a
 transient.
 """
@@ -67,13 +67,6 @@ def init_train_state(params: PyTree, tx: optax.GradientTransformation) -> TrainS
     )
 
 
-def _all_finite(tree: PyTree) -> jax.Array:
-    finite = jnp.asarray(True)
-    for leaf in jax.tree.leaves(tree):
-        finite = finite & jnp.all(jnp.isfinite(leaf))
-    return finite
-
-
 def apply_gradient(
     state: TrainState,
     grads: PyTree,
@@ -81,19 +74,31 @@ def apply_gradient(
     tx: optax.GradientTransformation,
     apply: jax.Array | bool = True,
 ) -> TrainState:
-    """θ ← θ + u with ``u, s ← tx.update(g, s, θ)``, if ``apply`` and the config is running.
+    """θ ← θ + u with ``u, s ← tx.update(g, s, θ)``, if ``apply``, the config is running
+    and its loss L(θ) is finite; a non-finite loss marks it DIVERGED and leaves θ as is.
 
-    A non-finite loss or update leaves θ and s as they were and marks the config DIVERGED.
+    Only the loss is checked. It exists already, so the guard costs nothing, where checking
+    every element of the update costs a pass over the parameters each step (8 to 20% of
+    a small-batch step: benchmarks/README.md, "the guard"). An update that overflows while
+    its loss is still finite shows in the next step's loss: the config is then frozen, one
+    update later, at those non-finite parameters.
+
+    A frozen config keeps its parameters and counters bitwise. Its optimizer state is kept
+    only when ``apply`` is an array (gradient accumulation, where most micro-steps do not
+    apply): otherwise it is never read again, and selecting it would cost a copy of it
+    each step.
     """
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    finite = jnp.isfinite(loss) & _all_finite(updates)
+    finite = jnp.isfinite(loss)
     active = jnp.asarray(apply) & (state.status == RUNNING)
     take_update = active & finite
     newly_diverged = active & ~finite
+    if not isinstance(apply, bool):
+        opt_state = optax.tree.where(take_update, opt_state, state.opt_state)
     return TrainState(
         params=optax.tree.where(take_update, params, state.params),
-        opt_state=optax.tree.where(take_update, opt_state, state.opt_state),
+        opt_state=opt_state,
         updates=state.updates + take_update.astype(jnp.int32),
         status=jnp.where(newly_diverged, DIVERGED, state.status),
         diverged_at=jnp.where(newly_diverged, state.updates, state.diverged_at),

@@ -293,11 +293,7 @@ class AccumulateProgram(Program):
 
     compile_name = "accumulate_chunk"
 
-    @property
-    def slot_count(self) -> int:
-        return int(self.layout.slots.size)
-
-    def _args(self, first_epoch: int, stop: np.ndarray) -> tuple:
+    def chunk_args(self, first_epoch: int, stop: np.ndarray) -> tuple:
         span = slice(first_epoch, first_epoch + self.settings.epochs_per_chunk)
         multiples = np.moveaxis(self.layout.to_slots(self.multiples[:, span]), -1, 0)
         return (
@@ -325,25 +321,14 @@ class AccumulateProgram(Program):
                 on_compile(f"{self.label} init", seconds)
             self.states, self.shuffle_keys = init(*args)
         else:
-            states, keys = self.start
-            self.states = self.layout.to_slots(states)
-            self.shuffle_keys = keys[self.layout.slots[:, 0]]
+            self.states, self.shuffle_keys = self.continue_from(self.start)
             self.start = None
         no_stop = np.zeros(len(self.members), bool)
-        self.executable, seconds = _CHUNK.compiled(*self._args(0, no_stop), settings=self.settings)
+        self.executable, seconds = _CHUNK.compiled(
+            *self.chunk_args(0, no_stop), settings=self.settings
+        )
         self.add_compiled(self.executable, seconds, on_compile, "chunk")
         jax.block_until_ready(self.states)
-
-    def run_chunk(self, first_epoch: int, stop: np.ndarray):
-        def run():
-            self.states, metrics = self.executable(*self._args(first_epoch, stop))
-            return metrics
-
-        return self.timed(run)
-
-    def unpack(self, metrics) -> dict[str, np.ndarray]:
-        host = self.timed(jax.tree.map, np.asarray, metrics)  # [E, U, M] each
-        return {name: self.layout.unpack(value, axis=1).T for name, value in host.items()}
 
     def train_states(self) -> TrainState:
         return self.layout.unpack_device(self.states.train)

@@ -120,22 +120,42 @@ class Program(abc.ABC):
         self.executables: list[jax.stages.Compiled] = []
 
     @property
-    @abc.abstractmethod
     def slot_count(self) -> int:
         """Configs' slots the program computes (members plus padding)."""
+        return int(self.layout.slots.size)
 
     @abc.abstractmethod
     def prepare(self, train: PyTree, evals: dict[str, PyTree], on_compile: Callable) -> None:
         """Compile (``on_compile(label, seconds)`` for each new executable) and initialise."""
 
     @abc.abstractmethod
+    def chunk_args(self, first_epoch: int, stop: np.ndarray) -> tuple:
+        """The compiled chunk's arguments; ``self.states`` comes first."""
+
+    def executable_at(self, first_epoch: int) -> jax.stages.Compiled:
+        """The compiled chunk that runs from ``first_epoch``."""
+        return self.executable
+
     def run_chunk(self, first_epoch: int, stop: np.ndarray) -> Any:
         """Dispatch the chunk starting at ``first_epoch``; ``stop`` ``[K_p]`` marks the
         members to stop before it (they freeze). Returns device metrics."""
 
-    @abc.abstractmethod
+        def run():
+            executable = self.executable_at(first_epoch)
+            self.states, metrics = executable(*self.chunk_args(first_epoch, stop))
+            return metrics
+
+        return self.timed(run)
+
     def unpack(self, metrics: Any) -> dict[str, np.ndarray]:
-        """Chunk metrics to ``{metric: [K_p, epochs_per_chunk]}`` on the host."""
+        """Chunk metrics (``[E, U, M]`` each) to ``{metric: [K_p, E]}`` on the host."""
+        host = self.timed(jax.tree.map, np.asarray, metrics)
+        return {name: self.layout.unpack(value, axis=1).T for name, value in host.items()}
+
+    def continue_from(self, start: tuple[Any, jax.Array]) -> tuple[Any, jax.Array]:
+        """Per-member ``(states [K_p], shuffle keys [K_p])`` laid out on the slots."""
+        states, keys = start
+        return self.layout.to_slots(states), keys[self.layout.slots[:, 0]]
 
     @abc.abstractmethod
     def train_states(self) -> TrainState:

@@ -111,11 +111,7 @@ class GroupedProgram(Program):
 
     compile_name = "grouped_chunk"
 
-    @property
-    def slot_count(self) -> int:
-        return int(self.layout.slots.size)
-
-    def _args(self, first_epoch: int, stop: np.ndarray) -> tuple:
+    def chunk_args(self, first_epoch: int, stop: np.ndarray) -> tuple:
         stop = jnp.asarray(self.layout.to_slots(np.asarray(stop, bool)))
         first = jnp.asarray(first_epoch, jnp.int32)
         return (self.states, self.shuffle_keys, first, stop, self.train, self.evals)
@@ -129,9 +125,7 @@ class GroupedProgram(Program):
             )
             self.compile_seconds += seconds
         else:
-            states, keys = self.start
-            self.states = self.layout.to_slots(states)
-            self.shuffle_keys = keys[self.layout.slots[:, 0]]
+            self.states, self.shuffle_keys = self.continue_from(self.start)
             self.start = None
         self.executables_by_settings = {}
         no_stop = np.zeros(len(self.members), bool)
@@ -139,24 +133,14 @@ class GroupedProgram(Program):
             settings = self.settings_by_epoch[first]
             if settings not in self.executables_by_settings:
                 executable, seconds = _CHUNK.compiled(
-                    *self._args(first, no_stop), settings=settings
+                    *self.chunk_args(first, no_stop), settings=settings
                 )
                 self.executables_by_settings[settings] = executable
                 self.add_compiled(executable, seconds, on_compile, "chunk")
         jax.block_until_ready(self.states)
 
-    def run_chunk(self, first_epoch: int, stop: np.ndarray):
-        executable = self.executables_by_settings[self.settings_by_epoch[first_epoch]]
-
-        def run():
-            self.states, metrics = executable(*self._args(first_epoch, stop))
-            return metrics
-
-        return self.timed(run)
-
-    def unpack(self, metrics) -> dict[str, np.ndarray]:
-        host = self.timed(jax.tree.map, np.asarray, metrics)  # [E, U, M] each
-        return {name: self.layout.unpack(value, axis=1).T for name, value in host.items()}
+    def executable_at(self, first_epoch: int):
+        return self.executables_by_settings[self.settings_by_epoch[first_epoch]]
 
     def train_states(self) -> TrainState:
         return self.layout.unpack_device(self.states)

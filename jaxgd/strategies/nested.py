@@ -203,7 +203,7 @@ class NestedProgram(Program):
     def slot_count(self) -> int:
         return sum(int(layout.slots.size) for layout in self.layouts)
 
-    def _args(self, first_epoch: int, stop: np.ndarray) -> tuple:
+    def chunk_args(self, first_epoch: int, stop: np.ndarray) -> tuple:
         stop = np.asarray(stop, bool)
         stops = tuple(
             jnp.asarray(layout.to_slots(stop[group]))
@@ -237,16 +237,11 @@ class NestedProgram(Program):
         self.states = tuple(p[0] for p in pairs)
         self.shuffle_keys = tuple(p[1] for p in pairs)
         no_stop = np.zeros(len(self.members), bool)
-        self.executable, seconds = _CHUNK.compiled(*self._args(0, no_stop), settings=self.settings)
+        self.executable, seconds = _CHUNK.compiled(
+            *self.chunk_args(0, no_stop), settings=self.settings
+        )
         self.add_compiled(self.executable, seconds, on_compile, "chunk")
         jax.block_until_ready(self.states)
-
-    def run_chunk(self, first_epoch: int, stop: np.ndarray):
-        def run():
-            self.states, metrics = self.executable(*self._args(first_epoch, stop))
-            return metrics
-
-        return self.timed(run)
 
     def _merge(self, per_group: Sequence[Any]) -> Any:
         """Per-group pytrees with leading ``[K_g]`` axes into one with ``[K_p]``, in
