@@ -30,6 +30,8 @@ configs that share its sweep).
 
     python benchmarks/successive_halving.py                 # writes runs/halving/
     python benchmarks/successive_halving.py --quick         # 9 configs, 9 epochs, 1 round
+    python benchmarks/successive_halving.py --warm          # second sweep of each process
+    python benchmarks/successive_halving.py --rebuild false # stopped configs keep computing
 
 The JSON (``OUT/successive_halving.json``, or ``successive_halving_quick.json``) names
 the device, the JAX version, the dtype, the worker command lines and every round's times.
@@ -96,23 +98,33 @@ def worker(args) -> dict:
         momentum=workload["momentum"],
         seed=workload["seed"],
     )
-    callbacks = []
-    if args.worker == "halving":
-        callbacks = [
-            jaxgd.SuccessiveHalving(metric="val_loss", eta=args.eta, min_epochs=args.min_epochs)
-        ]
+
+    def run_sweep():
+        callbacks = []
+        if args.worker == "halving":
+            halving = jaxgd.SuccessiveHalving(
+                metric="val_loss", eta=args.eta, min_epochs=args.min_epochs
+            )
+            callbacks = [halving]
+        return jaxgd.sweep(
+            problem,
+            data,
+            space=space,
+            epochs=workload["epochs"],
+            optimizer=workload["optimizer"],
+            batch_size=workload["batch_size"],
+            validation=workload["validation"],
+            callbacks=callbacks,
+            options=jaxgd.SweepOptions(
+                rebuild={"auto": "auto", "true": True, "false": False}[args.rebuild]
+            ),
+        )
+
     jax.devices()  # start the backend before the clock: it is not what is compared
+    if args.warm:  # the same sweep once before the clock: every program is compiled
+        run_sweep()
     start = time.perf_counter()
-    result = jaxgd.sweep(
-        problem,
-        data,
-        space=space,
-        epochs=workload["epochs"],
-        optimizer=workload["optimizer"],
-        batch_size=workload["batch_size"],
-        validation=workload["validation"],
-        callbacks=callbacks,
-    )
+    result = run_sweep()
     seconds = time.perf_counter() - start  # the history is on the host: nothing pending
 
     final = np.asarray(result.history["val_loss"], np.float64)[:, -1]
@@ -124,6 +136,11 @@ def worker(args) -> dict:
         "method": args.worker,
         "sweep_seconds": seconds,
         "compile_count": jaxgd.compile_count(),
+        "compile_seconds": result.total_compile_seconds,
+        "programs": [
+            {k: g[k] for k in ("program", "slots", "compile_seconds", "seconds")}
+            for g in result.groups
+        ],
         "configs": len(result.configs),
         "config_epochs": int(trained_epochs.sum()),
         "status_counts": {s: int(np.sum(status == s)) for s in ("running", "diverged", "stopped")},
@@ -141,7 +158,8 @@ def worker(args) -> dict:
 def _worker_command(args, method: str) -> list[str]:
     command = [sys.executable, os.path.abspath(__file__), "--worker", method]
     command += ["--batch-size", str(args.batch_size), "--eta", str(args.eta)]
-    command += ["--min-epochs", str(args.min_epochs)]
+    command += ["--min-epochs", str(args.min_epochs), "--rebuild", args.rebuild]
+    command += ["--warm"] if args.warm else []
     return command + (["--quick"] if args.quick else [])
 
 
@@ -193,6 +211,17 @@ def main(argv=None) -> int:
     parser.add_argument("--eta", type=int, default=3)
     parser.add_argument("--min-epochs", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="9 configs, 9 epochs, 1 round")
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="time each sweep's second run in its process (programs compiled by the first)",
+    )
+    parser.add_argument(
+        "--rebuild",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="SweepOptions(rebuild=...) of the halving sweep (default auto)",
+    )
     parser.add_argument("--out", default="runs/halving", help="the folder the JSON goes to")
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -225,6 +254,9 @@ def main(argv=None) -> int:
                 r[method]["process_seconds"] for r in rounds
             ),
             "compile_count": [r[method]["compile_count"] for r in rounds],
+            "compile_median_seconds": statistics.median(
+                r[method]["compile_seconds"] for r in rounds
+            ),
             "config_epochs": rounds[0][method]["config_epochs"],
             "status_counts": rounds[0][method]["status_counts"],
         }
@@ -241,6 +273,8 @@ def main(argv=None) -> int:
         "jax_version": rounds[0]["full"]["jax_version"],
         "dtype": rounds[0]["full"]["dtype"],
         "quick": args.quick,
+        "rebuild": args.rebuild,
+        "warm": args.warm,
         "workload": _workload(args),
         "commands": {method: " ".join(command) for method, command in commands.items()},
         "order": "rounds alternate: full, halving, then halving, full, ...",
@@ -251,9 +285,8 @@ def main(argv=None) -> int:
         "comparison": comparison,
     }
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(
-        args.out, "successive_halving_quick.json" if args.quick else "successive_halving.json"
-    )
+    name = "successive_halving" + ("_quick" if args.quick else "") + ("_warm" if args.warm else "")
+    path = os.path.join(args.out, name + ".json")
     with open(path + ".tmp", "w") as f:
         json.dump(document, f, indent=1)
     os.replace(path + ".tmp", path)
@@ -264,7 +297,8 @@ def main(argv=None) -> int:
         print(
             f"{method:>7}: median {s['median_seconds']:.2f} s "
             f"[{s['min_seconds']:.2f}, {s['max_seconds']:.2f}] over {repeats}, "
-            f"compiles {s['compile_count']}, {s['config_epochs']} config-epochs, "
+            f"compiles {s['compile_count']} ({s['compile_median_seconds']:.2f} s), "
+            f"{s['config_epochs']} config-epochs, "
             f"best val_loss {rounds[0][method]['best_val_loss']}"
         )
     verdict = "meets" if ratio <= GOAL_RATIO else "misses"

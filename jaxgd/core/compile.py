@@ -55,11 +55,18 @@ class CompiledFunction:
         self._jitted = jax.jit(fn, static_argnames=("settings",), donate_argnums=donate)
         self._cache: dict[Hashable, jax.stages.Compiled] = {}
 
+    def _key(self, args: tuple, settings: Hashable) -> Hashable:
+        leaves, treedef = jax.tree.flatten(args)
+        return (settings, treedef, tuple(_signature(leaf) for leaf in leaves))
+
+    def is_cached(self, *args: Any, settings: Hashable) -> bool:
+        """Whether ``compiled`` would find these arguments' executable without compiling."""
+        return self._key(args, settings) in self._cache
+
     def compiled(self, *args: Any, settings: Hashable) -> tuple[jax.stages.Compiled, float]:
         """The executable for these arguments and the seconds spent compiling it now
         (0.0 when it was cached)."""
-        leaves, treedef = jax.tree.flatten(args)
-        key = (settings, treedef, tuple(_signature(leaf) for leaf in leaves))
+        key = self._key(args, settings)
         if key in self._cache:
             return self._cache[key], 0.0
         start = time.perf_counter()

@@ -7,7 +7,6 @@ configs repeats its first config in the spare slots; their results are never rea
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["SeedLayout", "bucket", "bucketed_slots"]
+__all__ = ["SeedLayout", "bucket"]
 
 PyTree = Any
 
@@ -24,12 +23,6 @@ def bucket(width: int) -> int:
     """The power of two at or above ``width``: rebuilt programs take these widths, so a
     few compiled shapes serve every size a sweep shrinks through."""
     return 1 << max(0, int(width) - 1).bit_length()
-
-
-def bucketed_slots(seeds: Sequence[int]) -> int:
-    """Slots of a layout of these seeds whose rows are padded to a power of two."""
-    counts = collections.Counter(int(s) for s in seeds)
-    return len(counts) * bucket(max(counts.values()))
 
 
 class SeedLayout:

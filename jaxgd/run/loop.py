@@ -75,6 +75,8 @@ class _Run:
         self.epochs_done = 0
         self.epochs_per_chunk = epochs_per_chunk
         self.chunks_run: dict[Program, int] = {program: 0 for program in programs}
+        # programs whose rebuild did not pay, with the running count then
+        self.declined: dict[Program, int] = {}
 
     def record(self, program: Program, first: int, metrics) -> None:
         values = program.unpack(metrics)
@@ -125,33 +127,38 @@ class _Run:
         live = []
         for program in self.live:
             alive = np.flatnonzero(~self.stopped[program.members])
-            if 2 * alive.size > program.members.size:
+            if 2 * alive.size > program.members.size or self.declined.get(program) == alive.size:
                 live.append(program)
                 continue
-            if alive.size and policy == "auto" and not self._pays(program, alive):
-                live.append(program)
-                continue
-            rebuilt = program.subset(alive) if alive.size else None
+            rebuilt = None
+            if alive.size:
+                rebuilt = program.subset(alive)
+                rebuilt.place(train, evals, on_compile)
+                if policy == "auto" and not self._pays(program, rebuilt):
+                    self.declined[program] = alive.size
+                    live.append(program)
+                    continue
             final = program.final(return_params)
             dropped = np.setdiff1d(np.arange(program.members.size), alive)
             self.finals.append((program.members[dropped], _take(final, dropped)))
             if rebuilt is not None:
-                rebuilt.prepare(train, evals, on_compile)
+                rebuilt.compile(on_compile)
                 self.chunks_run[rebuilt] = 0
                 live.append(rebuilt)
                 self.built.append(rebuilt)
         self.live = live
 
-    def _pays(self, program: Program, alive: np.ndarray) -> bool:
+    def _pays(self, program: Program, rebuilt: Program) -> bool:
         """Whether the run time a rebuild saves exceeds the compile it costs: the seconds
         per chunk measured so far, times the chunks left, times the fraction of slots
-        dropped, against the mean compile of such a program in this process."""
+        dropped, against nothing when its programs are compiled already (by an earlier
+        rung or sweep), else the mean compile of such a program in this process."""
         chunks = self.chunks_run[program]
         compile_seconds = mean_compile_seconds(program.compile_name)
-        if not chunks or compile_seconds is None:
+        if not chunks or compile_seconds is None or not rebuilt.needs_compile():
             return True
         left = (self.epochs - self.epochs_done) / self.epochs_per_chunk
-        saved = 1 - program.slots_after(alive) / program.slot_count
+        saved = 1 - rebuilt.slot_count / program.slot_count
         return program.run_seconds / chunks * left * saved > compile_seconds
 
 

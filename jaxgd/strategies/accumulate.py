@@ -38,7 +38,7 @@ import optax
 from ..configs import ResolvedConfig
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket, bucketed_slots
+from ..core.layout import SeedLayout, bucket
 from ..core.state import TrainState, apply_gradient, init_states, stop_where
 from ..core.step import GradientSquaredNorms, StepMetrics
 from ..data import BatchPlan, batch_indices, take
@@ -306,7 +306,7 @@ class AccumulateProgram(Program):
             self.evals,
         )
 
-    def prepare(self, train, evals, on_compile: Callable) -> None:
+    def place(self, train, evals, on_compile: Callable) -> None:
         self.train, self.evals = train, evals
         if self.start is None:
             args = (
@@ -323,18 +323,12 @@ class AccumulateProgram(Program):
         else:
             self.states, self.shuffle_keys = self.continue_from(self.start)
             self.start = None
-        no_stop = np.zeros(len(self.members), bool)
-        self.executable, seconds = _CHUNK.compiled(
-            *self.chunk_args(0, no_stop), settings=self.settings
-        )
-        self.add_compiled(self.executable, seconds, on_compile, "chunk")
-        jax.block_until_ready(self.states)
+
+    def chunk_programs(self):
+        return [(0, _CHUNK, self.settings)]
 
     def train_states(self) -> TrainState:
         return self.layout.unpack_device(self.states.train)
-
-    def slots_after(self, positions: np.ndarray) -> int:
-        return bucketed_slots([self.seeds[p] for p in positions])
 
     def subset(self, positions: np.ndarray) -> AccumulateProgram:
         seeds = [self.seeds[p] for p in positions]

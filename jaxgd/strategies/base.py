@@ -124,9 +124,42 @@ class Program(abc.ABC):
         """Configs' slots the program computes (members plus padding)."""
         return int(self.layout.slots.size)
 
-    @abc.abstractmethod
     def prepare(self, train: PyTree, evals: dict[str, PyTree], on_compile: Callable) -> None:
-        """Compile (``on_compile(label, seconds)`` for each new executable) and initialise."""
+        """Initialise and compile (``on_compile(label, seconds)`` for each new executable)."""
+        self.place(train, evals, on_compile)
+        self.compile(on_compile)
+
+    @abc.abstractmethod
+    def place(self, train: PyTree, evals: dict[str, PyTree], on_compile: Callable) -> None:
+        """Put the states on the device: fresh (compiling the init program if needed), or
+        laid out from the states a ``subset`` handed over."""
+
+    @abc.abstractmethod
+    def chunk_programs(self) -> list[tuple[int, CompiledFunction, ProgramSpec]]:
+        """``(first_epoch, function, settings)`` for each distinct chunk program it runs."""
+
+    def settings_at(self, first_epoch: int) -> ProgramSpec:
+        """The static settings of the chunk that starts at ``first_epoch``."""
+        return self.settings
+
+    def compile(self, on_compile: Callable) -> None:
+        """Compile (or take from the cache) every chunk program, after ``place``."""
+        no_stop = np.zeros(len(self.members), bool)
+        self.executables_by_settings = {}
+        for first, function, settings in self.chunk_programs():
+            args = self.chunk_args(first, no_stop)
+            executable, seconds = function.compiled(*args, settings=settings)
+            self.executables_by_settings[settings] = executable
+            self.add_compiled(executable, seconds, on_compile, "chunk")
+        jax.block_until_ready(self.states)
+
+    def needs_compile(self) -> bool:
+        """Whether ``compile`` would compile anything (after ``place``)."""
+        no_stop = np.zeros(len(self.members), bool)
+        return not all(
+            function.is_cached(*self.chunk_args(first, no_stop), settings=settings)
+            for first, function, settings in self.chunk_programs()
+        )
 
     @abc.abstractmethod
     def chunk_args(self, first_epoch: int, stop: np.ndarray) -> tuple:
@@ -134,7 +167,7 @@ class Program(abc.ABC):
 
     def executable_at(self, first_epoch: int) -> jax.stages.Compiled:
         """The compiled chunk that runs from ``first_epoch``."""
-        return self.executable
+        return self.executables_by_settings[self.settings_at(first_epoch)]
 
     def run_chunk(self, first_epoch: int, stop: np.ndarray) -> Any:
         """Dispatch the chunk starting at ``first_epoch``; ``stop`` ``[K_p]`` marks the
@@ -160,10 +193,6 @@ class Program(abc.ABC):
     @abc.abstractmethod
     def train_states(self) -> TrainState:
         """The members' ``TrainState`` with a leading ``[K_p]`` axis (device arrays)."""
-
-    @abc.abstractmethod
-    def slots_after(self, positions: np.ndarray) -> int:
-        """``slot_count`` of ``subset(positions)``, without building it."""
 
     @abc.abstractmethod
     def subset(self, positions: np.ndarray) -> Program:

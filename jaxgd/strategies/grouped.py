@@ -22,7 +22,7 @@ from ..configs import ResolvedConfig
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket, bucketed_slots
+from ..core.layout import SeedLayout, bucket
 from ..core.state import TrainState, stop_where
 from ..core.step import train_step
 from ..data import BatchPlan, batch_indices, take
@@ -116,37 +116,29 @@ class GroupedProgram(Program):
         first = jnp.asarray(first_epoch, jnp.int32)
         return (self.states, self.shuffle_keys, first, stop, self.train, self.evals)
 
-    def prepare(self, train, evals, on_compile: Callable) -> None:
+    def place(self, train, evals, on_compile: Callable) -> None:
         self.train, self.evals = train, evals
-        settings = self.settings_by_epoch[0]
         if self.start is None:
             (self.states, self.shuffle_keys), seconds = initial_states(
-                self.layout, self.hyperparams, settings, on_compile, self.label
+                self.layout, self.hyperparams, self.settings_by_epoch[0], on_compile, self.label
             )
             self.compile_seconds += seconds
         else:
             self.states, self.shuffle_keys = self.continue_from(self.start)
             self.start = None
-        self.executables_by_settings = {}
-        no_stop = np.zeros(len(self.members), bool)
-        for first in range(0, len(self.settings_by_epoch), settings.epochs_per_chunk):
-            settings = self.settings_by_epoch[first]
-            if settings not in self.executables_by_settings:
-                executable, seconds = _CHUNK.compiled(
-                    *self.chunk_args(first, no_stop), settings=settings
-                )
-                self.executables_by_settings[settings] = executable
-                self.add_compiled(executable, seconds, on_compile, "chunk")
-        jax.block_until_ready(self.states)
 
-    def executable_at(self, first_epoch: int):
-        return self.executables_by_settings[self.settings_by_epoch[first_epoch]]
+    def chunk_programs(self):
+        chunk = self.settings_by_epoch[0].epochs_per_chunk
+        firsts = {}
+        for first in range(0, len(self.settings_by_epoch), chunk):
+            firsts.setdefault(self.settings_by_epoch[first], first)
+        return [(first, _CHUNK, settings) for settings, first in firsts.items()]
+
+    def settings_at(self, first_epoch: int) -> GroupedSettings:
+        return self.settings_by_epoch[first_epoch]
 
     def train_states(self) -> TrainState:
         return self.layout.unpack_device(self.states)
-
-    def slots_after(self, positions: np.ndarray) -> int:
-        return bucketed_slots([self.seeds[p] for p in positions])
 
     def subset(self, positions: np.ndarray) -> GroupedProgram:
         seeds = [self.seeds[p] for p in positions]

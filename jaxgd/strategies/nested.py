@@ -11,7 +11,6 @@ one compiled program does exactly the grouped strategy's arithmetic.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import math
@@ -26,7 +25,7 @@ from ..configs import ResolvedConfig
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket, bucketed_slots
+from ..core.layout import SeedLayout, bucket
 from ..core.state import TrainState, stop_where
 from ..core.step import train_step, zero_metrics
 from ..data import take
@@ -212,7 +211,7 @@ class NestedProgram(Program):
         first = jnp.asarray(first_epoch, jnp.int32)
         return (self.states, self.shuffle_keys, first, stops, self.train, self.evals)
 
-    def prepare(self, train, evals, on_compile: Callable) -> None:
+    def place(self, train, evals, on_compile: Callable) -> None:
         self.train, self.evals = train, evals
         if self.start is None:
             pairs = []
@@ -236,12 +235,9 @@ class NestedProgram(Program):
             self.start = None
         self.states = tuple(p[0] for p in pairs)
         self.shuffle_keys = tuple(p[1] for p in pairs)
-        no_stop = np.zeros(len(self.members), bool)
-        self.executable, seconds = _CHUNK.compiled(
-            *self.chunk_args(0, no_stop), settings=self.settings
-        )
-        self.add_compiled(self.executable, seconds, on_compile, "chunk")
-        jax.block_until_ready(self.states)
+
+    def chunk_programs(self):
+        return [(0, _CHUNK, self.settings)]
 
     def _merge(self, per_group: Sequence[Any]) -> Any:
         """Per-group pytrees with leading ``[K_g]`` axes into one with ``[K_p]``, in
@@ -266,12 +262,6 @@ class NestedProgram(Program):
         parts = [keys[layout.rows] for keys, layout in zip(self.shuffle_keys, self.layouts)]
         order = jnp.asarray(np.argsort(np.concatenate(self.groups), kind="stable"))
         return jnp.concatenate(parts)[order]
-
-    def slots_after(self, positions: np.ndarray) -> int:
-        by_size = collections.defaultdict(list)
-        for p in positions:
-            by_size[self.batch_sizes[p]].append(self.seeds[p])
-        return sum(bucketed_slots(seeds) for seeds in by_size.values())
 
     def subset(self, positions: np.ndarray) -> NestedProgram:
         sizes = [self.batch_sizes[p] for p in positions]
