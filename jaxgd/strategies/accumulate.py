@@ -327,6 +327,9 @@ class AccumulateProgram(Program):
     def chunk_programs(self):
         return [(0, _CHUNK, self.settings)]
 
+    def slot_train_states(self):
+        return [(np.arange(len(self.members)), self.layout, self.states.train)]
+
     def train_states(self) -> TrainState:
         return self.layout.unpack_device(self.states.train)
 

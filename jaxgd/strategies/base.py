@@ -218,14 +218,32 @@ class Program(abc.ABC):
         if seconds:
             on_compile(f"{self.label} {what}", seconds)
 
+    @abc.abstractmethod
+    def slot_train_states(self) -> list[tuple[np.ndarray, Any, TrainState]]:
+        """``(member positions, SeedLayout, TrainState [U, M])`` for each grid of slots."""
+
     def final(self, return_params: bool = False) -> Final:
-        state = self.timed(jax.block_until_ready, self.train_states())
-        params = jax.tree.map(np.asarray, state.params) if return_params else None
+        """Counters (and parameters, if asked) ``[K_p]`` in member order, on the host:
+        only what is asked for leaves the device."""
+        grids = self.slot_train_states()
+        self.timed(jax.block_until_ready, [state for _, _, state in grids])
+
+        def gather(field: Callable[[TrainState], PyTree]) -> PyTree:
+            parts = [
+                (pos, layout.unpack(jax.tree.map(np.asarray, field(s)))) for pos, layout, s in grids
+            ]
+            if len(parts) == 1:
+                return parts[0][1]
+            order = np.argsort(np.concatenate([pos for pos, _ in parts]), kind="stable")
+            return jax.tree.map(
+                lambda *leaves: np.concatenate(leaves)[order], *[p for _, p in parts]
+            )
+
         return Final(
-            updates=np.asarray(state.updates),
-            status=np.asarray(state.status),
-            diverged_at=np.asarray(state.diverged_at),
-            params=params,
+            updates=gather(lambda s: s.updates),
+            status=gather(lambda s: s.status),
+            diverged_at=gather(lambda s: s.diverged_at),
+            params=gather(lambda s: s.params) if return_params else None,
         )
 
 

@@ -137,6 +137,9 @@ class GroupedProgram(Program):
     def settings_at(self, first_epoch: int) -> GroupedSettings:
         return self.settings_by_epoch[first_epoch]
 
+    def slot_train_states(self):
+        return [(np.arange(len(self.members)), self.layout, self.states)]
+
     def train_states(self) -> TrainState:
         return self.layout.unpack_device(self.states)
 

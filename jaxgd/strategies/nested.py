@@ -253,6 +253,9 @@ class NestedProgram(Program):
         ]
         return self._merge(per_group)
 
+    def slot_train_states(self):
+        return list(zip(self.groups, self.layouts, self.states))
+
     def train_states(self) -> TrainState:
         parts = [layout.unpack_device(s) for layout, s in zip(self.layouts, self.states)]
         order = jnp.asarray(np.argsort(np.concatenate(self.groups), kind="stable"))
