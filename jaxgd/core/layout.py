@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["SeedLayout", "bucket"]
+__all__ = ["SeedLayout", "bucket", "host_take"]
 
 PyTree = Any
 
@@ -23,6 +23,23 @@ def bucket(width: int) -> int:
     """The power of two at or above ``width``: rebuilt programs take these widths, so a
     few compiled shapes serve every size a sweep shrinks through."""
     return 1 << max(0, int(width) - 1).bit_length()
+
+
+def host_take(tree: Any, *index: np.ndarray) -> Any:
+    """``leaf[index]`` for every leaf, gathered on the host.
+
+    Moving configs between programs happens once per rebuild; indexing device arrays
+    eagerly would compile a gather for every leaf shape (measured: 150 small compiles,
+    3.3 s, per halving sweep), where the host gathers without compiling anything.
+    """
+
+    def one(leaf):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            data = np.asarray(jax.random.key_data(leaf))[index]
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+        return np.asarray(leaf)[index]
+
+    return jax.tree.map(one, tree)
 
 
 class SeedLayout:
@@ -84,8 +101,3 @@ class SeedLayout:
             return np.moveaxis(leaf[self.rows, self.cols], 0, axis)
 
         return jax.tree.map(one, slotted)
-
-    def unpack_device(self, slotted: Any) -> Any:
-        """``[U, M, ...]`` device arrays to ``[K_p, ...]`` device arrays (no host copy)."""
-        rows, cols = jnp.asarray(self.rows), jnp.asarray(self.cols)
-        return jax.tree.map(lambda leaf: leaf[rows, cols], slotted)

@@ -31,6 +31,13 @@ PyTree = Any
 # their last value after a config stops, where measured metrics turn NaN.
 COUNTERS = ("updates", "batch_size", "status")
 
+# "auto" rebuilds when the projected saving is at least this many compiles: a rebuild
+# that would only break even is not worth its cost in reproducibility (the survivors then
+# agree with the unrebuilt sweep to float rounding, not bitwise). Measured on the digits
+# halving sweep (benchmarks/successive_halving.py): the rung-3 rebuild saved 1.2 s of
+# running for a 1.15 s compile, and its rounding moved the best val_loss by 12%.
+REBUILD_MARGIN = 2.0
+
 
 @dataclasses.dataclass
 class LoopResult:
@@ -149,17 +156,18 @@ class _Run:
         self.live = live
 
     def _pays(self, program: Program, rebuilt: Program) -> bool:
-        """Whether the run time a rebuild saves exceeds the compile it costs: the seconds
-        per chunk measured so far, times the chunks left, times the fraction of slots
-        dropped, against nothing when its programs are compiled already (by an earlier
-        rung or sweep), else the mean compile of such a program in this process."""
+        """Whether the run time a rebuild saves exceeds ``REBUILD_MARGIN`` times the
+        compile it costs: the seconds per chunk measured so far, times the chunks left,
+        times the fraction of slots dropped, against nothing when its programs are
+        compiled already (by an earlier rung or sweep), else the mean compile of such a
+        program in this process."""
         chunks = self.chunks_run[program]
         compile_seconds = mean_compile_seconds(program.compile_name)
         if not chunks or compile_seconds is None or not rebuilt.needs_compile():
             return True
         left = (self.epochs - self.epochs_done) / self.epochs_per_chunk
         saved = 1 - rebuilt.slot_count / program.slot_count
-        return program.run_seconds / chunks * left * saved > compile_seconds
+        return program.run_seconds / chunks * left * saved > REBUILD_MARGIN * compile_seconds
 
 
 def _forward_fill(values: np.ndarray) -> np.ndarray:

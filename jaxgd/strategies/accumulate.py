@@ -330,15 +330,9 @@ class AccumulateProgram(Program):
     def slot_train_states(self):
         return [(np.arange(len(self.members)), self.layout, self.states.train)]
 
-    def train_states(self) -> TrainState:
-        return self.layout.unpack_device(self.states.train)
-
     def subset(self, positions: np.ndarray) -> AccumulateProgram:
         seeds = [self.seeds[p] for p in positions]
         width = bucket(max(np.unique(seeds, return_counts=True)[1]))
-        index = jnp.asarray(positions)
-        states = jax.tree.map(lambda leaf: leaf[index], self.layout.unpack_device(self.states))
-        keys = self.shuffle_keys[jnp.asarray(self.layout.rows[positions])]
         return AccumulateProgram(
             self.members[positions],
             self.settings,
@@ -347,7 +341,7 @@ class AccumulateProgram(Program):
             self.multiples[positions],
             [self.thetas[p] for p in positions],
             width=width,
-            start=(states, keys),
+            start=self.member_states(positions),
         )
 
 

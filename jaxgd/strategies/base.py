@@ -22,6 +22,7 @@ import optax
 
 from ..configs import ResolvedConfig
 from ..core.compile import CompiledFunction
+from ..core.layout import host_take
 from ..core.state import TrainState, init_states
 from ..core.step import Probe
 from ..optimizers import Optimizer
@@ -186,13 +187,17 @@ class Program(abc.ABC):
         return {name: self.layout.unpack(value, axis=1).T for name, value in host.items()}
 
     def continue_from(self, start: tuple[Any, jax.Array]) -> tuple[Any, jax.Array]:
-        """Per-member ``(states [K_p], shuffle keys [K_p])`` laid out on the slots."""
+        """Per-member ``(states [K_p], shuffle keys [K_p])`` (from ``member_states``) laid
+        out on the slots and put on the device."""
         states, keys = start
-        return self.layout.to_slots(states), keys[self.layout.slots[:, 0]]
+        states = jax.device_put(host_take(states, self.layout.slots))
+        return states, host_take(keys, self.layout.slots[:, 0])
 
-    @abc.abstractmethod
-    def train_states(self) -> TrainState:
-        """The members' ``TrainState`` with a leading ``[K_p]`` axis (device arrays)."""
+    def member_states(self, positions: np.ndarray) -> tuple[Any, jax.Array]:
+        """``(states, shuffle keys)`` of ``members[positions]``, ``[len(positions)]``, on the
+        host: what ``subset`` hands to the program it builds."""
+        rows, cols = self.layout.rows[positions], self.layout.cols[positions]
+        return host_take(self.states, rows, cols), host_take(self.shuffle_keys, rows)
 
     @abc.abstractmethod
     def subset(self, positions: np.ndarray) -> Program:

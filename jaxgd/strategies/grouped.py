@@ -140,21 +140,16 @@ class GroupedProgram(Program):
     def slot_train_states(self):
         return [(np.arange(len(self.members)), self.layout, self.states)]
 
-    def train_states(self) -> TrainState:
-        return self.layout.unpack_device(self.states)
-
     def subset(self, positions: np.ndarray) -> GroupedProgram:
         seeds = [self.seeds[p] for p in positions]
         width = bucket(max(np.unique(seeds, return_counts=True)[1]))
-        keys = self.shuffle_keys[jnp.asarray(self.layout.rows[positions])]
-        states = jax.tree.map(lambda leaf: leaf[jnp.asarray(positions)], self.train_states())
         return GroupedProgram(
             self.members[positions],
             self.settings_by_epoch,
             [self.hyperparams[p] for p in positions],
             seeds,
             width=width,
-            start=(states, keys),
+            start=self.member_states(positions),
         )
 
 

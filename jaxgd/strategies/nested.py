@@ -25,7 +25,7 @@ from ..configs import ResolvedConfig
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket
+from ..core.layout import SeedLayout, bucket, host_take
 from ..core.state import TrainState, stop_where
 from ..core.step import train_step, zero_metrics
 from ..data import take
@@ -229,9 +229,10 @@ class NestedProgram(Program):
             states, keys = self.start
             pairs = []
             for group, layout in zip(self.groups, self.layouts):
-                index = jnp.asarray(group)
-                part = jax.tree.map(lambda leaf, i=index: leaf[i], states)
-                pairs.append((layout.to_slots(part), keys[index][layout.slots[:, 0]]))
+                slots = group[layout.slots]  # positions in the member list
+                pairs.append(
+                    (jax.device_put(host_take(states, slots)), host_take(keys, slots[:, 0]))
+                )
             self.start = None
         self.states = tuple(p[0] for p in pairs)
         self.shuffle_keys = tuple(p[1] for p in pairs)
@@ -256,15 +257,27 @@ class NestedProgram(Program):
     def slot_train_states(self):
         return list(zip(self.groups, self.layouts, self.states))
 
-    def train_states(self) -> TrainState:
-        parts = [layout.unpack_device(s) for layout, s in zip(self.layouts, self.states)]
-        order = jnp.asarray(np.argsort(np.concatenate(self.groups), kind="stable"))
-        return jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[order], *parts)
-
-    def _member_keys(self) -> jax.Array:
-        parts = [keys[layout.rows] for keys, layout in zip(self.shuffle_keys, self.layouts)]
-        order = jnp.asarray(np.argsort(np.concatenate(self.groups), kind="stable"))
-        return jnp.concatenate(parts)[order]
+    def member_states(self, positions: np.ndarray):
+        group_of = np.empty(len(self.members), np.int64)
+        within = np.empty(len(self.members), np.int64)
+        for g, group in enumerate(self.groups):
+            group_of[group], within[group] = g, np.arange(len(group))
+        parts, order = [], []
+        for g, layout in enumerate(self.layouts):
+            mine = [i for i, p in enumerate(positions) if group_of[p] == g]
+            if mine:
+                q = within[np.asarray(positions)[mine]]
+                rows, cols = layout.rows[q], layout.cols[q]
+                parts.append(
+                    (host_take(self.states[g], rows, cols), host_take(self.shuffle_keys[g], rows))
+                )
+                order += mine
+        inverse = np.argsort(order, kind="stable")
+        states = jax.tree.map(
+            lambda *leaves: np.concatenate(leaves)[inverse], *[p[0] for p in parts]
+        )
+        keys = jnp.concatenate([p[1] for p in parts])[jnp.asarray(inverse)]
+        return states, keys
 
     def subset(self, positions: np.ndarray) -> NestedProgram:
         sizes = [self.batch_sizes[p] for p in positions]
@@ -281,8 +294,6 @@ class NestedProgram(Program):
             batch_sizes=distinct,
             config_blocks=None if blocks is None else tuple(blocks[k] for k in kept),
         )
-        index = jnp.asarray(positions)
-        states = jax.tree.map(lambda leaf: leaf[index], self.train_states())
         return NestedProgram(
             self.members[positions],
             settings,
@@ -290,7 +301,7 @@ class NestedProgram(Program):
             seeds,
             sizes,
             widths=widths,
-            start=(states, self._member_keys()[index]),
+            start=self.member_states(positions),
         )
 
 
