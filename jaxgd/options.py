@@ -44,9 +44,10 @@ class SweepOptions:
             it with the others alone, so that stopped configs stop costing compute (its
             widths are powers of two, each compiled once per process). ``"auto"``: only
             when the run time it saves (seconds per chunk so far x chunks left x slots
-            dropped) exceeds twice a compile (none when cached); True: always; False: never (results then stay
-            bitwise those of the sweep without callbacks; a rebuilt program's configs
-            agree to float rounding, which a chaotic trajectory can amplify).
+            dropped) exceeds twice a compile (none when cached); True: always; False:
+            never (results then stay bitwise those of the sweep without callbacks; a
+            rebuilt program's configs agree to float rounding, which a chaotic
+            trajectory can amplify).
 
     Example:
         >>> import jaxgd
