@@ -123,3 +123,26 @@ def test_plots_leave_pyplot_alone(tmp_path):
     for path in paths:
         assert pathlib.Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert ("matplotlib.pyplot" in sys.modules) == had_pyplot
+
+
+@pytest.mark.slow
+def test_successive_halving_benchmark_quick_run(tmp_path):
+    """The halving benchmark's quick mode: fresh worker processes, the JSON, and the
+    full sweep's best config, when it survives every rung, has the same result."""
+    import subprocess
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "successive_halving.py"
+    completed = subprocess.run(
+        [sys.executable, str(script), "--quick", "--rebuild", "false", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    document = json.loads((tmp_path / "successive_halving_quick.json").read_text())
+    summary = document["summary"]
+    assert summary["full"]["config_epochs"] == 9 * 9
+    assert summary["halving"]["config_epochs"] == 9 * 1 + 3 * 2 + 1 * 6  # rungs at 1 and 3
+    assert summary["halving"]["status_counts"]["stopped"] == 8
+    if document["comparison"]["full_best_survived"]:
+        assert document["comparison"]["equal"]
