@@ -1,9 +1,10 @@
 """How many configs to run at once on the CPU: sweep time against ``config_block``.
 
-For each problem and batch size, trains K configs with ``jaxgd.sweep(options=SweepOptions(config_block=k))``
-for every k (and ``None``: all configs in one vmap) and reports the engine's run seconds
-(median of ``--repeats`` calls after a warm-up; compilation excluded), the best block, and
-what ``config_block="auto"`` picks. This is the measurement behind
+For each problem and batch size, trains K configs with
+``jaxgd.sweep(options=SweepOptions(config_block=k))`` for every k (and ``None``: all
+configs in one vmap) and reports the engine's run seconds (median of ``--repeats`` calls
+after a warm-up; compilation excluded), the best block, and what ``config_block="auto"``
+picks. This is the measurement behind
 ``jaxgd.core.blocks.default_config_block``.
 
     python benchmarks/config_blocks.py --out runs/config_blocks.json

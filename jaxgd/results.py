@@ -175,10 +175,12 @@ class SweepResult:
         """A plain-text table of the rows, for terminals (``max_rows=None`` shows all).
 
         By default the columns are the table's minus the ``best_*`` ones (but
-        ``best_val_loss``), ``diverged_step`` and ``compile_seconds``.
+        ``best_val_loss``), ``diverged`` (``status`` says it), ``diverged_step``,
+        ``stopped_epoch`` and ``compile_seconds``.
         """
         rows = self.table()
         if columns is None:
             columns = [c for c in rows[0] if not c.startswith("best_") or c == "best_val_loss"]
-            columns = [c for c in columns if c not in ("diverged_step", "compile_seconds")]
+            hidden = ("diverged", "diverged_step", "stopped_epoch", "compile_seconds")
+            columns = [c for c in columns if c not in hidden]
         return format_table(rows, columns, max_rows)

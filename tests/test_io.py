@@ -137,7 +137,7 @@ def test_sweep_result_format_table_delegates():
         "best_val_loss",
         "updates",
         "examples_seen",
-        "diverged",
+        "status",
         "seconds",
     ]
     assert lines[2].split()[:4] == ["0.01", "0", "0.1235", "0.2469"]

@@ -43,7 +43,7 @@ from ..core.state import TrainState, apply_gradient, init_states, stop_where
 from ..core.step import GradientSquaredNorms, StepMetrics
 from ..data import BatchPlan, batch_indices, take
 from ..problem import example_losses
-from .base import PlanContext, Program, ProgramSpec
+from .base import PlanContext, Program, ProgramSpec, by_optimizer
 
 __all__ = [
     "AccumulateSettings",
@@ -363,11 +363,8 @@ class Accumulate:
             )
 
     def plan(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> list[Program]:
-        families: dict[Any, list[int]] = {}
-        for index, config in enumerate(configs):
-            families.setdefault(config.optimizer, []).append(index)
         programs = []
-        for optimizer, members in families.items():
+        for optimizer, members in by_optimizer(configs).items():
             sizes = np.array([configs[i].batch_sizes(context.epochs) for i in members])
             m = context.micro_batch_size or micro_batch_size(np.unique(sizes))
             norm_test = any(configs[i].adaptive for i in members)

@@ -28,7 +28,15 @@ from ..core.step import Probe
 from ..optimizers import Optimizer
 from ..problem import Problem
 
-__all__ = ["ProgramSpec", "PlanContext", "Program", "Final", "Strategy", "initial_states"]
+__all__ = [
+    "ProgramSpec",
+    "PlanContext",
+    "Program",
+    "Final",
+    "Strategy",
+    "by_optimizer",
+    "initial_states",
+]
 
 PyTree = Any
 
@@ -250,6 +258,14 @@ class Program(abc.ABC):
             diverged_at=gather(lambda s: s.diverged_at),
             params=gather(lambda s: s.params) if return_params else None,
         )
+
+
+def by_optimizer(configs: Sequence[ResolvedConfig]) -> dict[Optimizer, list[int]]:
+    """Config indices grouped by optimizer family (with its static options), in order."""
+    families: dict[Optimizer, list[int]] = {}
+    for index, config in enumerate(configs):
+        families.setdefault(config.optimizer, []).append(index)
+    return families
 
 
 class Strategy(Protocol):

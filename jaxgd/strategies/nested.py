@@ -30,7 +30,7 @@ from ..core.state import TrainState, stop_where
 from ..core.step import train_step, zero_metrics
 from ..data import take
 from ..schedules import BatchSchedule
-from .base import PlanContext, Program, ProgramSpec, initial_states
+from .base import PlanContext, Program, ProgramSpec, by_optimizer, initial_states
 
 __all__ = ["NestedSettings", "nested_chunk", "NestedProgram", "Nested", "NESTED"]
 
@@ -323,11 +323,8 @@ class Nested:
             )
 
     def plan(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> list[Program]:
-        families: dict[Any, list[int]] = {}
-        for index, config in enumerate(configs):
-            families.setdefault(config.optimizer, []).append(index)
         programs = []
-        for optimizer, members in families.items():
+        for optimizer, members in by_optimizer(configs).items():
             sizes = [configs[i].batch_size for i in members]
             distinct = tuple(sorted(set(sizes)))
             blocks = tuple(
