@@ -210,3 +210,16 @@ def test_a_bad_keep_mask_and_a_bad_callback_are_refused():
             epochs=1,
             callbacks=[lambda report: None],
         )
+
+
+def test_progress_true_is_the_progress_callback(capsys):
+    sweep(
+        PROBLEM,
+        DATA,
+        space=jaxgd.grid(learning_rate=[0.05]),
+        batch_size=64,
+        epochs=2,
+        progress=True,
+    )
+    err = capsys.readouterr().err  # not a terminal under pytest: a plain line per chunk
+    assert sum(line.startswith("epoch ") for line in err.splitlines()) == 2
