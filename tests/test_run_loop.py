@@ -223,3 +223,21 @@ def test_progress_true_is_the_progress_callback(capsys):
     )
     err = capsys.readouterr().err  # not a terminal under pytest: a plain line per chunk
     assert sum(line.startswith("epoch ") for line in err.splitlines()) == 2
+
+
+def test_auto_rebuilds_when_the_survivors_program_is_compiled_already():
+    space = jaxgd.grid(learning_rate=[0.012, 0.021, 0.032, 0.052], momentum=[0.0, 0.9], seed=[0, 1])
+    options = dict(batch_size=24, epochs=4, validation=0.25)
+
+    def halving_sweep(rebuild):
+        halving = jaxgd.SuccessiveHalving(eta=2)
+        return sweep(PROBLEM, DATA, space=space, callbacks=[halving], rebuild=rebuild, **options)
+
+    never = halving_sweep(False)
+    assert len(never.groups) == 1
+    always = halving_sweep(True)  # compiles the survivors' widths
+    before = jaxgd.compile_count()
+    auto = halving_sweep("auto")  # a rebuild then costs no compile, so it always pays
+    assert jaxgd.compile_count() == before
+    assert [g["slots"] for g in auto.groups] == [g["slots"] for g in always.groups]
+    np.testing.assert_array_equal(auto.status, never.status)

@@ -3,9 +3,10 @@
 Every program runs chunk c (epochs ``c·E .. c·E + E - 1``) before any runs chunk c+1, so
 between chunks every config has trained the same epochs. After each chunk every callback
 gets one ``ChunkReport``; the keep masks they return stop configs for good. A program
-whose configs still training fall to half or less of its configs is rebuilt with those
-alone (``Program.subset``; its slot rows padded to a power of two, so a few compiled
-shapes serve every rung), which is what makes stopped configs stop costing compute.
+whose configs still training fall to half or less of its configs can be rebuilt with
+those alone (``Program.subset``; its slot rows padded to a power of two, so a few
+compiled shapes serve every rung): stopped configs then stop costing compute
+(``SweepOptions.rebuild`` says when).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ COUNTERS = ("updates", "batch_size", "status")
 # that would only break even is not worth its cost in reproducibility (the survivors then
 # agree with the unrebuilt sweep to float rounding, not bitwise). Measured on the digits
 # halving sweep (benchmarks/successive_halving.py): the rung-3 rebuild saved 1.2 s of
-# running for a 1.15 s compile, and its rounding moved the best val_loss by 12%.
+# running for a 1.15 s compile, and its rounding moved the best val_loss by 4.5%.
 REBUILD_MARGIN = 2.0
 
 
@@ -111,7 +112,11 @@ class _Run:
         examples_seen = np.where(
             trained > 0, seen[np.arange(self.count), np.maximum(trained - 1, 0)], 0
         )
-        history = {name: values[:, done].copy() for name, values in self.history.items()}
+        history = {
+            name: values[:, done].copy()
+            for name, values in self.history.items()
+            if name != "status"
+        }
         return ChunkReport(
             epochs_done=epochs_done,
             epochs=self.epochs,
@@ -223,7 +228,7 @@ def run_loop(
         callbacks: called as ``Callback`` documents; their masks stop configs.
         return_params: gather the final parameters.
         rebuild: rebuild a program with its running configs alone once half have stopped:
-            True, False, or "auto" (when the run time saved exceeds the compile).
+            True, False, or "auto" (when the run time saved exceeds twice a compile).
         start: ``time.perf_counter()`` at the sweep's start (reports count from it).
     """
     start = time.perf_counter() if start is None else start
@@ -259,7 +264,7 @@ def run_loop(
             if not overlap:
                 report = _read(run, pending, callbacks, first + epochs_per_chunk)
                 pending = []
-                if rebuild:
+                if rebuild and first + epochs_per_chunk < epochs:
                     run.rebuild(train, evals, on_compile, return_params, rebuild)
         if pending:
             report = _read(run, pending, callbacks, epochs)
@@ -308,11 +313,9 @@ def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
                 params = jax.tree.map(
                     lambda leaf: np.zeros((count,) + leaf.shape[1:], leaf.dtype), final.params
                 )
-            jax.tree.map(
-                lambda out, leaf, m=members: out.__setitem__(m, leaf), params, final.params
-            )
+            for out, leaf in zip(jax.tree.leaves(params), jax.tree.leaves(final.params)):
+                out[members] = leaf
     history = dict(report.history) if report is not None else {}
-    history.pop("status", None)
     trained = np.where(run.stopped, run.stopped_epoch, epochs)
     per_epoch = np.where(np.arange(epochs) < trained[:, None], run.examples_per_epoch, 0)
     history["examples_seen"] = np.cumsum(per_epoch, axis=1)
