@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["SeedLayout", "bucket", "host_take"]
+__all__ = ["SeedLayout", "bucket", "bucket_width", "host_take"]
 
 PyTree = Any
 
@@ -23,6 +23,11 @@ def bucket(width: int) -> int:
     """The power of two at or above ``width``: rebuilt programs take these widths, so a
     few compiled shapes serve every size a sweep shrinks through."""
     return 1 << max(0, int(width) - 1).bit_length()
+
+
+def bucket_width(seeds: Sequence[int]) -> int:
+    """Slots per row for these configs' seeds, rounded up to a power of two (``bucket``)."""
+    return bucket(max(np.unique(np.asarray(seeds), return_counts=True)[1]))
 
 
 def host_take(tree: Any, *index: np.ndarray) -> Any:

@@ -38,7 +38,7 @@ import optax
 from ..configs import ResolvedConfig
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket
+from ..core.layout import SeedLayout, bucket_width
 from ..core.state import TrainState, apply_gradient, init_states, stop_where
 from ..core.step import GradientSquaredNorms, StepMetrics
 from ..data import BatchPlan, batch_indices, take
@@ -332,7 +332,6 @@ class AccumulateProgram(Program):
 
     def subset(self, positions: np.ndarray) -> AccumulateProgram:
         seeds = [self.seeds[p] for p in positions]
-        width = bucket(max(np.unique(seeds, return_counts=True)[1]))
         return AccumulateProgram(
             self.members[positions],
             self.settings,
@@ -340,7 +339,7 @@ class AccumulateProgram(Program):
             seeds,
             self.multiples[positions],
             [self.thetas[p] for p in positions],
-            width=width,
+            width=bucket_width(seeds),
             start=self.member_states(positions),
         )
 

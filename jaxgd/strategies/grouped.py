@@ -22,7 +22,7 @@ from ..configs import ResolvedConfig
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket
+from ..core.layout import SeedLayout, bucket_width
 from ..core.state import TrainState, stop_where
 from ..core.step import train_step
 from ..data import BatchPlan, batch_indices, take
@@ -142,13 +142,12 @@ class GroupedProgram(Program):
 
     def subset(self, positions: np.ndarray) -> GroupedProgram:
         seeds = [self.seeds[p] for p in positions]
-        width = bucket(max(np.unique(seeds, return_counts=True)[1]))
         return GroupedProgram(
             self.members[positions],
             self.settings_by_epoch,
             [self.hyperparams[p] for p in positions],
             seeds,
-            width=width,
+            width=bucket_width(seeds),
             start=self.member_states(positions),
         )
 

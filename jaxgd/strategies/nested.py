@@ -25,7 +25,7 @@ from ..configs import ResolvedConfig
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket, host_take
+from ..core.layout import SeedLayout, bucket_width, host_take
 from ..core.state import TrainState, stop_where
 from ..core.step import train_step, zero_metrics
 from ..data import take
@@ -283,10 +283,7 @@ class NestedProgram(Program):
         sizes = [self.batch_sizes[p] for p in positions]
         distinct = tuple(sorted(set(sizes)))
         seeds = [self.seeds[p] for p in positions]
-        widths = []
-        for size in distinct:
-            counts = np.unique([s for s, b in zip(seeds, sizes) if b == size], return_counts=True)
-            widths.append(bucket(max(counts[1])))
+        widths = [bucket_width([s for s, b in zip(seeds, sizes) if b == size]) for size in distinct]
         kept = [self.settings.batch_sizes.index(size) for size in distinct]
         blocks = self.settings.config_blocks
         settings = dataclasses.replace(
