@@ -76,10 +76,6 @@ class SeedLayout:
             self.rows[m] = row
             self.cols[m] = np.arange(len(m))
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.slots.shape
-
     def grid(self, values: Sequence[dict[str, float]]) -> dict[str, jax.Array]:
         """Per-config scalars ``[{name: value}]`` as ``{name: [U, M]}`` device arrays."""
         dtype = jnp.result_type(float)

@@ -73,6 +73,8 @@ def apply_gradient(
     loss: jax.Array,
     tx: optax.GradientTransformation,
     apply: jax.Array | bool = True,
+    *,
+    keep_optimizer_state: bool = False,
 ) -> TrainState:
     """θ ← θ + u with ``u, s ← tx.update(g, s, θ)``, if ``apply``, the config is running
     and its loss L(θ) is finite; a non-finite loss marks it DIVERGED and leaves θ as is.
@@ -83,10 +85,10 @@ def apply_gradient(
     its loss is still finite shows in the next step's loss: the config is then frozen, one
     update later, at those non-finite parameters.
 
-    A frozen config keeps its parameters and counters bitwise. Its optimizer state is kept
-    only when ``apply`` is an array (gradient accumulation, where most micro-steps do not
-    apply): otherwise it is never read again, and selecting it would cost a copy of it
-    each step.
+    A frozen config keeps its parameters and counters bitwise. Its optimizer state is
+    kept only with ``keep_optimizer_state`` (gradient accumulation, where most micro-steps
+    do not apply): otherwise a step that does not apply is a frozen config's, whose
+    optimizer state is never read again, and selecting it would cost a copy each step.
     """
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -94,7 +96,7 @@ def apply_gradient(
     active = jnp.asarray(apply) & (state.status == RUNNING)
     take_update = active & finite
     newly_diverged = active & ~finite
-    if not isinstance(apply, bool):
+    if keep_optimizer_state:
         opt_state = optax.tree.where(take_update, opt_state, state.opt_state)
     return TrainState(
         params=optax.tree.where(take_update, params, state.params),

@@ -145,7 +145,9 @@ def accumulate_step(
     apply = (total_count > 0) & ((micro >= state.multiple) | last_in_epoch)
     safe_count = jnp.maximum(total_count, 1)
     mean_grads = jax.tree.map(lambda g: g / safe_count, grad_sum)
-    train = apply_gradient(state.train, mean_grads, total_loss / safe_count, tx, apply)
+    train = apply_gradient(
+        state.train, mean_grads, total_loss / safe_count, tx, apply, keep_optimizer_state=True
+    )
 
     multiple = state.multiple
     if settings.norm_test:
