@@ -5,6 +5,7 @@ from . import problems as problems
 from .core.compile import compile_count as compile_count
 from .data import BatchPlan as BatchPlan
 from .data import split as split
+from .errors import InputError as InputError
 from .optimizers import Optimizer as Optimizer
 from .optimizers import optimizer as optimizer
 from .options import SweepOptions as SweepOptions
@@ -37,6 +38,7 @@ __all__ = [
     "Callback",
     "ChunkReport",
     "EarlyStopping",
+    "InputError",
     "Optimizer",
     "Problem",
     "Progress",
