@@ -160,7 +160,7 @@ def sweep(
         from .run.callbacks import Progress
 
         callbacks.append(Progress())
-    validate.check_validation(validation)
+    validation = validate.check_validation(validation)
     data = validate.as_arrays("training", data)
     validate.check_dataset("training", data, problem)
     if validation is not None and not isinstance(validation, float):

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .configs import ResolvedConfig
+from .configs import ResolvedConfig, scalar
 from .errors import InputError
 from .optimizers import in_interval
 from .problem import Problem
@@ -50,10 +50,12 @@ def check_problem(problem: Any) -> Problem:
     return problem
 
 
-def check_validation(validation: Any) -> None:
-    """``validation=`` is a fraction in (0, 1), a dataset (a pytree of arrays) or None."""
+def check_validation(validation: Any) -> Any:
+    """``validation=`` is a fraction in (0, 1), a dataset (a pytree of arrays) or None;
+    returns it with a NumPy or JAX scalar fraction as a Python float."""
+    validation = scalar(validation)
     if validation is None:
-        return
+        return None
     if isinstance(validation, (bool, np.bool_)) or (
         isinstance(validation, numbers.Number) and not isinstance(validation, float)
     ):
@@ -67,12 +69,13 @@ def check_validation(validation: Any) -> None:
                 f"validation={validation!r}: a fraction must lie strictly between 0 and 1 "
                 "(e.g. 0.2); pass None for no validation set"
             )
-        return
+        return validation
     if isinstance(validation, (str, bytes)) or not jax.tree.leaves(validation):
         raise InputError(
             f"validation={_short(validation)}: expected a fraction strictly between 0 and 1, "
             "a validation dataset (a pytree of arrays like the training data), or None"
         )
+    return validation
 
 
 def _is_number_list(value: Any) -> bool:

@@ -63,6 +63,7 @@ def assert_bitwise(a: jaxgd.SweepResult, b: jaxgd.SweepResult) -> None:
     assert [g["configs"] for g in a.groups] == [g["configs"] for g in b.groups]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "strategy, checkpoint_format",
     [("grouped", "npz"), ("nested", "orbax"), ("accumulate", "npz"), ("grouped", "orbax")],
@@ -134,6 +135,7 @@ def damage_newest(folder: pathlib.Path, checkpoint_format: str) -> None:
     newest.write_bytes(bytes(payload))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint_format", ["npz", "orbax"])
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, checkpoint_format):
     kwargs = dict(strategy="grouped", checkpoint_format=checkpoint_format)

@@ -231,8 +231,9 @@ def test_lists_become_arrays_and_jax_arrays_are_numbers():
         space=jaxgd.grid(learning_rate=jnp.logspace(-2, -1, 2), momentum=np.float32(0.5)),
         epochs=1,
         batch_size=np.int64(5),
-        validation=None,
+        validation=np.float32(0.25),
     )
+    assert result.history["val_loss"].shape == (2, 1)
     assert [c["learning_rate"] for c in result.configs] == pytest.approx([0.01, 0.1])
     assert result.configs[0]["momentum"] == 0.5
 
