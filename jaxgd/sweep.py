@@ -202,9 +202,10 @@ def sweep(
     )
     strategy = choose_strategy(configs, options.strategy, context, STRATEGIES)
     programs = STRATEGIES[strategy].plan(configs, context)
-    checkpoint = None
-    if checkpoint_dir is not None:
-        fingerprint = _fingerprint(
+    # The last check, once every other input is known good: only then is the folder claimed.
+    checkpoint = _checkpointer(checkpoint_dir, resume, overwrite, options)
+    if checkpoint is not None:
+        checkpoint.fingerprint = _fingerprint(
             configs=[c.row for c in configs],
             problem=problem.name,
             data=_data_digest(train, evals),
@@ -214,15 +215,6 @@ def sweep(
             settings=[epochs, float(divergence), shuffle, drop_last, return_params],
             options={k: v for k, v in dataclasses.asdict(options).items() if "checkpoint" not in k},
             versions=[jax.__version__, jax.default_backend()],
-        )
-        checkpoint = Checkpointer(
-            checkpoint_dir,
-            fingerprint=fingerprint,
-            every=options.checkpoint_every,
-            seconds=options.checkpoint_seconds,
-            backend=options.checkpoint_format,
-            resume=resume,
-            overwrite=overwrite,
         )
     loop = run_loop(
         programs,
@@ -280,6 +272,32 @@ def sweep(
         strategy=strategy,
         groups=groups,
         compiled=[e for program in loop.programs for e in program.executables],
+    )
+
+
+def _checkpointer(checkpoint_dir, resume, overwrite, options) -> Checkpointer | None:
+    """The sweep's checkpointer, its folder claimed."""
+    for name, flag in (("resume", resume), ("overwrite", overwrite)):
+        if not isinstance(flag, bool):
+            raise InputError(f"{name}={flag!r}: must be True or False")
+        if flag and checkpoint_dir is None:
+            raise InputError(
+                f"{name}=True needs checkpoint_dir=: the folder of the run to "
+                f"{'continue' if name == 'resume' else 'replace'}"
+            )
+    if checkpoint_dir is None:
+        return None
+    if not isinstance(checkpoint_dir, (str, os.PathLike)):
+        raise InputError(
+            f"checkpoint_dir={checkpoint_dir!r}: expected a folder path (str or pathlib.Path)"
+        )
+    return Checkpointer(
+        checkpoint_dir,
+        every=options.checkpoint_every,
+        seconds=options.checkpoint_seconds,
+        backend=options.checkpoint_format,
+        resume=resume,
+        overwrite=overwrite,
     )
 
 

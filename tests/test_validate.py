@@ -205,6 +205,8 @@ CASES = [
     ("callback-not-callback", case(callbacks=[print]), r"not a jaxgd.Callback"),
     ("divergence-not-above-one", case(divergence=0.5), r"divergence=0.5"),
     ("divergence-not-number", case(divergence="big"), r"divergence='big'"),
+    ("resume-without-folder", case(resume=True), r"resume=True needs checkpoint_dir="),
+    ("checkpoint-dir-not-a-path", case(checkpoint_dir=3), r"checkpoint_dir=3: expected a folder"),
 ]
 
 
