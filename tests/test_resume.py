@@ -105,6 +105,17 @@ def test_checkpoint_every_and_keep_two(tmp_path):
     ]
 
 
+def test_checkpoint_seconds_writes_when_due_and_always_at_the_end(tmp_path):
+    options = jaxgd.SweepOptions(checkpoint_seconds=1e9, checkpoint_format="npz")
+    jaxgd.sweep(
+        problem, data, space=SPACE, epochs=3, checkpoint_dir=tmp_path / "c", options=options
+    )
+    assert sorted(p.name for p in (tmp_path / "c").glob("ckpt-*")) == [
+        "ckpt-00000003.json",
+        "ckpt-00000003.npz",
+    ]
+
+
 def test_auto_format_is_orbax_when_installed_else_npz(tmp_path, monkeypatch):
     kwargs = dict(space=list(SPACE)[:2], epochs=2, options=jaxgd.SweepOptions(checkpoint_every=1))
     jaxgd.sweep(problem, data, checkpoint_dir=tmp_path / "orbax", **kwargs)

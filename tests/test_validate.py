@@ -298,6 +298,15 @@ def test_overwrite_removes_only_jaxgd_files(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == [".jaxgd-files", "notes.txt"]
 
 
+def test_results_of_an_older_jaxgd_count_as_a_run(tmp_path):
+    (tmp_path / "results.csv").write_text("old")  # a demo folder from before the manifest
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(jaxgd.InputError, match=r"holds another run's files \(results.csv\)"):
+        jaxgd._io.prepare_output_dir(tmp_path)
+    jaxgd._io.prepare_output_dir(tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".jaxgd-files", "notes.txt"]
+
+
 def test_a_folder_of_other_files_is_not_a_run(tmp_path):
     (tmp_path / "data.csv").write_text("mine")
     jaxgd._io.prepare_output_dir(tmp_path)
