@@ -204,7 +204,8 @@ def kill_moments(rng: np.random.Generator) -> list[str]:
 @pytest.mark.slow
 def test_kill_test(tmp_path):
     """SIGKILL the sweep at ten moments, resuming each time: the saved result is bitwise
-    the uninterrupted run's, and no temporary file is left."""
+    the uninterrupted run's, and no temporary file is left. Then twice more with orbax
+    checkpoints (the reference's were npz: the format does not change the result)."""
     clean = worker(tmp_path, "clean")
     assert clean.returncode == 0, clean.stderr[-3000:]
     reference = jaxgd.SweepResult.load(tmp_path / "clean" / "result")
@@ -220,3 +221,12 @@ def test_kill_test(tmp_path):
     resumed = jaxgd.SweepResult.load(tmp_path / "killed" / "result")
     assert_bitwise(reference, resumed)
     assert leftovers(tmp_path / "killed") == []
+
+    # The orbax format across processes: killed while training and before a checkpoint.
+    for moment in ("chunk:2", "checkpoint:3"):
+        attempt = worker(tmp_path, "orbax", kill_at=moment, checkpoint_format="orbax")
+        assert attempt.returncode == -signal.SIGKILL, (moment, attempt.stderr[-3000:])
+    last = worker(tmp_path, "orbax", checkpoint_format="orbax")
+    assert last.returncode == 0, last.stderr[-3000:]
+    assert_bitwise(reference, jaxgd.SweepResult.load(tmp_path / "orbax" / "result"))
+    assert leftovers(tmp_path / "orbax") == []
