@@ -103,6 +103,10 @@ class Checkpointer:
         self.fingerprint = fingerprint or {}
         self.every, self.seconds = every, seconds
         self.resume = resume
+        for name in os.listdir(self.folder):  # a step killed between its npz and its JSON
+            if name.startswith("ckpt-") and name.endswith(".npz"):
+                if not os.path.exists(os.path.join(self.folder, name[:-4] + ".json")):
+                    os.unlink(os.path.join(self.folder, name))
         self._orbax = None
         self._chunks = 0
         self._last_write = time.perf_counter()
