@@ -348,6 +348,19 @@ def test_resume_refuses_a_different_sweep_naming_what_differs(tmp_path):
         jaxgd.sweep(**other, resume=True, options=options)
 
 
+def test_resume_refuses_checkpoints_of_the_other_format(tmp_path):
+    jaxgd.sweep(
+        **case(checkpoint_dir=tmp_path / "ckpt"),
+        options=jaxgd.SweepOptions(checkpoint_format="npz"),
+    )
+    with pytest.raises(jaxgd.InputError, match=r"holds npz checkpoints.*checkpoint_format='npz'"):
+        jaxgd.sweep(
+            **case(checkpoint_dir=tmp_path / "ckpt"),
+            resume=True,
+            options=jaxgd.SweepOptions(checkpoint_format="orbax"),
+        )
+
+
 def test_best_refuses_unknown_metric_mode_and_over(tmp_path):
     result = jaxgd.sweep(**case(validation=None, epochs=1))
     with pytest.raises(jaxgd.InputError, match=r"metric='val_loss' is not recorded"):
@@ -366,6 +379,7 @@ OTHER_CASES = [
     "load-not-a-folder",
     "load-damaged",
     "resume-different-sweep",
+    "resume-other-format",
     "best-unknown-metric",
     "best-bad-mode",
     "best-bad-over",
