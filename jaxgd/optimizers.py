@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import numbers
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -181,6 +182,12 @@ def optimizer(
         factory's keyword arguments with numeric defaults (plus ``learning_rate``).
     """
     if ranges:
+        for name, interval in ranges.items():
+            if not re.fullmatch(r"[\[(]\s*[-+.\w]+\s*,\s*[-+.\w]+\s*[\])]", str(interval)):
+                raise InputError(
+                    f"ranges={{{name!r}: {interval!r}}}: write an interval such as '[0, 1)' "
+                    "('[' or ']' includes the end, '(' or ')' excludes it; 'inf' allowed)"
+                )
         family = optimizer(name_or_factory, **static)
         return dataclasses.replace(family, ranges=family.ranges + tuple(ranges.items()))
     if isinstance(name_or_factory, Optimizer):

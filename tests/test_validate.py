@@ -348,6 +348,11 @@ def test_resume_refuses_a_different_sweep_naming_what_differs(tmp_path):
         jaxgd.sweep(**other, resume=True, options=options)
 
 
+def test_optimizer_refuses_a_range_that_is_not_an_interval():
+    with pytest.raises(jaxgd.InputError, match=r"ranges=\{'b1': '0-1'\}: write an interval"):
+        jaxgd.optimizer(optax.lion, ranges={"b1": "0-1"})
+
+
 def test_resume_refuses_checkpoints_of_the_other_format(tmp_path):
     jaxgd.sweep(
         **case(checkpoint_dir=tmp_path / "ckpt"),
@@ -380,6 +385,7 @@ OTHER_CASES = [
     "load-damaged",
     "resume-different-sweep",
     "resume-other-format",
+    "range-not-an-interval",
     "best-unknown-metric",
     "best-bad-mode",
     "best-bad-over",
