@@ -124,7 +124,7 @@ def sweep(
     num_examples(data)
     train, evals = _evaluation_sets(data, validation, split_seed, eval_data)
     num_train = num_examples(train)
-    configs = resolve_configs(space, optimizer, batch_size, num_train)
+    configs = resolve_configs(space, optimizer, batch_size, num_train, drop_last)
     train = as_dataset(train)
     evals = {name: as_dataset(value) for name, value in evals.items()}
 
