@@ -26,6 +26,7 @@ from .space import Space as Space
 from .space import choice as choice
 from .space import grid as grid
 from .space import loguniform as loguniform
+from .space import quasi_random as quasi_random
 from .space import sample as sample
 from .space import uniform as uniform
 from .sweep import sweep as sweep
@@ -58,6 +59,7 @@ __all__ = [
     "per_example_gradients",
     "plots",
     "problems",
+    "quasi_random",
     "sample",
     "split",
     "sweep",

@@ -136,7 +136,10 @@ def test_from_model_keeps_fixed_leaves_out_of_the_params():
         }
 
     def loss(model, example):
-        return (model["act"](example["x"] @ model["w"]) * model["scale"][0].astype(jnp.float32) - example["y"]) ** 2
+        return (
+            model["act"](example["x"] @ model["w"]) * model["scale"][0].astype(jnp.float32)
+            - example["y"]
+        ) ** 2
 
     problem = jaxgd.Problem.from_model(make_model, loss)
     params = problem.init(jax.random.key(0))
