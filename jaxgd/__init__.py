@@ -1,5 +1,6 @@
 """jaxgd: many gradient-descent configurations trained in one compiled JAX program."""
 
+from . import optuna as optuna
 from . import plots as plots
 from . import problems as problems
 from .core.compile import compile_count as compile_count
@@ -56,6 +57,7 @@ __all__ = [
     "increase_batch_size",
     "loguniform",
     "optimizer",
+    "optuna",
     "per_example_gradients",
     "plots",
     "problems",
