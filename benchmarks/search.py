@@ -287,6 +287,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="trials per bridge round")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="8 trials, 2 epochs, 1 round")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="a subset of " + ",".join(METHODS)
+    )
     parser.add_argument("--out", default="runs/search")
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--problem", choices=sorted(PROBLEMS), help=argparse.SUPPRESS)
@@ -299,30 +302,36 @@ def main(argv=None) -> int:
     unknown = sorted(set(problems) - set(PROBLEMS))
     if unknown:
         parser.error(f"--problems: {unknown} unknown; choose from {sorted(PROBLEMS)}")
+    methods = args.methods.split(",")
+    if sorted(set(methods) - set(METHODS)) or (set(methods) & set(LOOPS) and "tpe" not in methods):
+        parser.error(f"--methods {args.methods}: choose from {METHODS}; the loops need tpe")
+    searches = tuple(m for m in SEARCHES if m in methods)
+    loops = tuple(m for m in LOOPS if m in methods)
     load_before = _load_average()
     document = {"benchmark": "search", "quick": args.quick, "problems": {}, "commands": {}}
     scratch = tempfile.mkdtemp(prefix="jaxgd-search-")
     for problem in problems:
         args.problem = problem
-        runs = {method: [] for method in METHODS}
+        runs = {method: [] for method in searches + loops}
         for repeat in range(args.repeats):
-            shift = repeat % len(SEARCHES)
-            for method in SEARCHES[shift:] + SEARCHES[:shift]:
+            shift = repeat % len(searches)
+            for method in searches[shift:] + searches[:shift]:
                 runs[method].append(_run(_command(args, method, problem, None)))
                 print(f"{problem} {method}: {runs[method][-1]['seconds']:.2f} s", flush=True)
             trials_file = os.path.join(scratch, f"{problem}-{repeat}.json")
-            with open(trials_file, "w") as f:
-                json.dump(runs["tpe"][-1]["configs"], f)
-            for method in LOOPS if repeat % 2 == 0 else LOOPS[::-1]:
+            if "tpe" in runs:
+                with open(trials_file, "w") as f:
+                    json.dump(runs["tpe"][-1]["configs"], f)
+            for method in loops if repeat % 2 == 0 else loops[::-1]:
                 runs[method].append(_run(_command(args, method, problem, trials_file)))
                 print(f"{problem} {method}: {runs[method][-1]['seconds']:.2f} s", flush=True)
-        for method in METHODS:
+        for method in runs:
             document["commands"][f"{problem} {method}"] = " ".join(
                 _command(args, method, problem, "TRIALS.json" if method in LOOPS else None)
             )
-        bridge = runs["tpe"][0]["final_val_loss"]
         agreement = {}
-        for method in LOOPS:
+        for method in loops:
+            bridge = runs["tpe"][0]["final_val_loss"]
             pairs = [
                 (a, b)
                 for a, b, state in zip(
@@ -349,7 +358,7 @@ def main(argv=None) -> int:
                 "best_val_loss": runs[method][0]["best_val_loss"],
                 "best_config": runs[method][0]["best_config"],
             }
-            for method in METHODS
+            for method in runs
         }
         document["problems"][problem] = {
             "settings": _settings(args),
@@ -359,7 +368,7 @@ def main(argv=None) -> int:
         }
     from harness.measure import device_info
 
-    first = next(iter(document["problems"].values()))["runs"]["grid"][0]
+    first = next(iter(next(iter(document["problems"].values()))["runs"].values()))[0]
     document.update(
         device=device_info(),
         jax_version=first["jax_version"],
