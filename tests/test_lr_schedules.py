@@ -162,3 +162,23 @@ def test_bad_schedules_are_refused_before_compiling(space, message):
     with pytest.raises(jaxgd.InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
         jaxgd.sweep(PROBLEM, DATA, space=space, batch_size=BATCH, epochs=1)
     assert jaxgd.compile_count() == before
+
+
+@pytest.mark.parametrize("strategy", ["nested", "accumulate"])
+def test_a_schedule_counts_updates_under_every_strategy(strategy):
+    # Accumulation runs micro-steps that do not update: the schedule must not count them.
+    space = jaxgd.grid(batch_size=[16, 48], learning_rate=0.05, decay_steps=[9, 20])
+    results = [
+        jaxgd.sweep(
+            LINEAR,
+            LINEAR_DATA,
+            space=space,
+            optimizer=jaxgd.optimizer("sgd", schedule="cosine"),
+            epochs=2,
+            validation=None,
+            return_params=True,
+            options=jaxgd.SweepOptions(strategy=s),
+        )
+        for s in ("grouped", strategy)
+    ]
+    assert_trees_close(results[0].params, results[1].params, rtol=1e-5, atol=1e-6)
