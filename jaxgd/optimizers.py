@@ -88,6 +88,16 @@ class Optimizer:
                 f"{missing}; add them to the space (in updates, or as "
                 f"{[epochs_name(name) for name in missing]} in epochs)"
             )
+        for name in step_parameters(self.schedule):
+            value = hyperparams.get(name, 0.0)
+            lengths = ("decay_steps", "transition_steps")
+            if not _is_number(value):  # an array inside a program: checked as a config
+                continue
+            if value < 0 or (name in lengths and value <= 0):
+                raise InputError(
+                    f"{name}={value!r}: a count of updates must be "
+                    f"{'positive' if name in lengths else 'non-negative'}"
+                )
         defaults = {k: v for k, v in schedule_params.items() if v is not None}
         return {**dict(self.defaults), **defaults, **hyperparams}
 

@@ -155,6 +155,10 @@ def test_decay_epochs_converts_to_each_configs_own_updates():
             [{"learning_rate": 0.1, "schedule": "linear", "transition_epochs": -1}],
             "transition_epochs=-1",
         ),
+        (
+            [{"learning_rate": 0.1, "schedule": "cosine", "decay_steps": 0}],
+            "decay_steps=0: a count of updates must be positive",
+        ),
     ],
 )
 def test_bad_schedules_are_refused_before_compiling(space, message):
