@@ -89,8 +89,8 @@ def _space(method: str, trials: int):
         )
     dims = dict(learning_rate=jaxgd.loguniform(*LR), momentum=jaxgd.uniform(*MOMENTUM))
     if method == "random":
-        return jaxgd.sample(trials, seed=0, **dims)
-    return jaxgd.quasi_random(trials, seed=0, **dims)
+        return jaxgd.sample(trials, sample_seed=0, **dims)
+    return jaxgd.quasi_random(trials, 0, **dims)
 
 
 def _plain_loop(problem, train, val, settings, trials, shared: bool):

@@ -54,6 +54,9 @@ class Problem:
         metrics: optional ``metrics(params, example) -> {name: scalar}``, averaged like
             the loss (e.g. accuracy).
         name: shown in tables and reports.
+        num_classes: for a classifier, the number of classes: every integer leaf of the
+            data is then a label, checked to lie in ``[0, num_classes)`` before training
+            (JAX indexing would clamp an out-of-range label to the last class silently).
         assemble: for a problem made by ``from_model`` (or ``from_equinox``,
             ``from_flax``), ``assemble(params)`` is the model the loss sees: the trained
             arrays put back with the fixed parts. None when the params are the model.
@@ -63,6 +66,7 @@ class Problem:
     loss: Callable[[PyTree, PyTree], jax.Array]
     metrics: Callable[[PyTree, PyTree], dict[str, jax.Array]] | None = None
     name: str = "problem"
+    num_classes: int | None = None
     assemble: Callable[[PyTree], Any] | None = None
 
     @classmethod
@@ -229,7 +233,7 @@ def _model_problem(make_model, loss, metrics, name, trained, view=lambda model: 
     def model_metrics(params, example):
         return metrics(assemble(params), example)
 
-    return Problem(init, model_loss, model_metrics if metrics else None, name, assemble)
+    return Problem(init, model_loss, model_metrics if metrics else None, name, assemble=assemble)
 
 
 def example_losses(loss: Callable, params: PyTree, batch: PyTree) -> jax.Array:

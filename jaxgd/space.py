@@ -9,7 +9,7 @@ Example:
     >>> space = grid(learning_rate=[0.1, 0.01], momentum=[0.0, 0.9], seed=[0, 1])
     >>> len(space), space[0]
     (8, {'learning_rate': 0.1, 'momentum': 0.0, 'seed': 0})
-    >>> len(sample(5, seed=0, learning_rate=loguniform(1e-4, 1e-1), momentum=[0.0, 0.9]))
+    >>> len(sample(5, sample_seed=0, learning_rate=loguniform(1e-4, 1e-1), momentum=[0.0, 0.9]))
     5
 """
 
@@ -55,12 +55,14 @@ def grid(**axes: Sequence[Any] | Any) -> Space:
     A scalar is a one-value axis: ``grid(learning_rate=[0.1, 0.01], momentum=0.9)``.
     """
     if not axes:
-        raise ValueError("grid() needs at least one axis, e.g. grid(learning_rate=[0.1, 0.01])")
+        raise InputError("grid() needs at least one axis, e.g. grid(learning_rate=[0.1, 0.01])")
     values = {}
     for name, axis in axes.items():
-        axis = list(axis) if isinstance(axis, (list, tuple, np.ndarray, range)) else [axis]
+        if hasattr(axis, "__array__") and not isinstance(axis, np.generic):
+            axis = np.asarray(axis).tolist()  # NumPy and JAX arrays: values, not one value
+        axis = list(axis) if isinstance(axis, (list, tuple, range)) else [axis]
         if not axis:
-            raise ValueError(f"grid axis {name}=[] is empty: give at least one value")
+            raise InputError(f"grid axis {name}=[] is empty: give at least one value")
         values[name] = [v.item() if isinstance(v, np.generic) else v for v in axis]
     names = list(values)
     return Space(tuple(dict(zip(names, combo)) for combo in itertools.product(*values.values())))
@@ -94,21 +96,21 @@ class _Distribution:
 def loguniform(low: float, high: float) -> _Distribution:
     """log x ~ U(log low, log high): the usual prior for learning rates."""
     if not 0 < low < high:
-        raise ValueError(f"loguniform({low}, {high}): need 0 < low < high")
+        raise InputError(f"loguniform({low}, {high}): need 0 < low < high")
     return _Distribution("loguniform", float(low), float(high))
 
 
 def uniform(low: float, high: float) -> _Distribution:
     """x ~ U(low, high)."""
     if not low < high:
-        raise ValueError(f"uniform({low}, {high}): need low < high")
+        raise InputError(f"uniform({low}, {high}): need low < high")
     return _Distribution("uniform", float(low), float(high))
 
 
 def choice(values: Sequence[Any]) -> _Distribution:
     """x drawn uniformly from ``values``."""
     if not len(values):
-        raise ValueError("choice([]) has nothing to choose from")
+        raise InputError("choice([]) has nothing to choose from")
     return _Distribution("choice", values=tuple(values))
 
 
@@ -116,22 +118,31 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def sample(num: int, *, seed: int, **dimensions: Any) -> Space:
+def sample(num: int, *, sample_seed: int | None = None, **dimensions: Any) -> Space:
     """``num`` random configs; each dimension is a distribution (``loguniform``,
     ``uniform``, ``choice``, or anything with an ``.rvs(size=, random_state=)`` method
     such as a frozen ``scipy.stats`` distribution), a list (a choice) or a constant.
-    Draws use ``numpy.random.default_rng(seed)``, one dimension at a time in the order
-    given, so the same call gives the same space on every machine.
+    Draws use ``numpy.random.default_rng(sample_seed)``, one dimension at a time in the
+    order given, so the same call gives the same space on every machine.
+
+    ``seed`` is a dimension like any other (the configs' training seeds, e.g.
+    ``seed=[0, 1, 2]``); the draws' own seed is ``sample_seed``.
 
     Example:
         >>> from scipy import stats
-        >>> space = sample(3, seed=0, learning_rate=stats.loguniform(1e-4, 1e-1))
+        >>> space = sample(3, sample_seed=0, learning_rate=stats.loguniform(1e-4, 1e-1))
         >>> len(space), all(1e-4 <= c["learning_rate"] <= 1e-1 for c in space)
         (3, True)
     """
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise InputError(f"sample(num={num!r}): need a positive integer number of configs")
-    rng = np.random.default_rng(seed)
+    if isinstance(sample_seed, bool) or not isinstance(sample_seed, (int, np.integer)):
+        raise InputError(
+            f"sample(sample_seed={sample_seed!r}): the draws need an integer seed, e.g. "
+            "sample(8, sample_seed=0, learning_rate=loguniform(1e-4, 1e-1)); the configs' "
+            "training seeds are the dimension seed=[...]"
+        )
+    rng = np.random.default_rng(sample_seed)
     columns = {}
     for name, dim in dimensions.items():
         if isinstance(dim, (list, tuple)):
@@ -145,26 +156,32 @@ def sample(num: int, *, seed: int, **dimensions: Any) -> Space:
     return Space(tuple({name: columns[name][i] for name in columns} for i in range(num)))
 
 
-def quasi_random(num: int, seed: int, *, method: str = "halton", **dimensions: Any) -> Space:
+def quasi_random(num: int, sample_seed: int, *, method: str = "halton", **dimensions: Any) -> Space:
     """``num`` configs from a scrambled low-discrepancy sequence over the dimensions.
 
     Quasi-random points cover the space more evenly than random ones, and any prefix is
     itself well spread, as the Deep Learning Tuning Playbook recommends for exploration
     (Godbole et al. 2023, github.com/google-research/tuning_playbook). Point ``i`` is
     ``u_i`` in [0, 1)^d from ``scipy.stats.qmc`` (scrambled Halton, or Sobol with
-    ``method="sobol"``, seeded by ``seed``); each dimension maps its coordinate through its
+    ``method="sobol"``, scrambled with ``sample_seed``; ``seed`` is a dimension, the configs'
+    training seeds, as in ``sample``); each dimension maps its coordinate through its
     inverse CDF: ``loguniform``, ``uniform``, ``choice`` (or a list), a frozen
     ``scipy.stats`` distribution (its ``ppf``), a ``(low, high)`` pair (uniform), or a
     constant.
 
     Example:
-        >>> space = quasi_random(4, seed=0, learning_rate=loguniform(1e-3, 1.0),
+        >>> space = quasi_random(4, 0, learning_rate=loguniform(1e-3, 1.0),
         ...                      momentum=(0.0, 0.99), batch_size=[32, 128])
         >>> len(space), sorted(space[0])
         (4, ['batch_size', 'learning_rate', 'momentum'])
     """
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise InputError(f"quasi_random(num={num!r}): need a positive integer number of configs")
+    if isinstance(sample_seed, bool) or not isinstance(sample_seed, (int, np.integer)):
+        raise InputError(
+            f"quasi_random(sample_seed={sample_seed!r}): the sequence's scrambling needs an "
+            "integer seed, e.g. quasi_random(16, 0, learning_rate=loguniform(1e-4, 1e-1))"
+        )
     qmc = optional_import("scipy.stats.qmc", extra="scipy", feature="jaxgd.quasi_random")
     engines = {"halton": qmc.Halton, "sobol": qmc.Sobol}
     if method not in engines:
@@ -179,7 +196,7 @@ def quasi_random(num: int, seed: int, *, method: str = "halton", **dimensions: A
             varying[name] = dim
     columns = {name: [dim] * num for name, dim in dimensions.items() if name not in varying}
     if varying:
-        engine = engines[method](d=len(varying), scramble=True, seed=seed)
+        engine = engines[method](d=len(varying), scramble=True, seed=sample_seed)
         with warnings.catch_warnings():
             # Sobol's balance holds at powers of two; other counts are still well spread.
             warnings.filterwarnings("ignore", "The balance properties of Sobol")

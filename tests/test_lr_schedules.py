@@ -1,6 +1,8 @@
 """Learning-rate schedules as sweepable families: equal to optax's schedules driving
 optax.sgd / optax.adam in a plain loop; their parameters never recompile."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -157,13 +159,13 @@ def test_decay_epochs_converts_to_each_configs_own_updates():
         ),
         (
             [{"learning_rate": 0.1, "schedule": "cosine", "decay_steps": 0}],
-            "decay_steps=0: a count of updates must be positive",
+            "decay_steps=0.0 for optimizer 'sgd': must be in (0, inf)",
         ),
     ],
 )
 def test_bad_schedules_are_refused_before_compiling(space, message):
     before = jaxgd.compile_count()
-    with pytest.raises(jaxgd.InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(jaxgd.InputError, match=re.escape(message)):
         jaxgd.sweep(PROBLEM, DATA, space=space, batch_size=BATCH, epochs=1)
     assert jaxgd.compile_count() == before
 

@@ -11,7 +11,7 @@ stats = pytest.importorskip("scipy.stats")
 def test_sample_draws_scipy_distributions_from_the_seeded_generator():
     space = jaxgd.sample(
         6,
-        seed=3,
+        sample_seed=3,
         learning_rate=stats.loguniform(1e-4, 1e-1),
         batch_size=stats.randint(16, 65),
         momentum=[0.0, 0.9],
@@ -28,7 +28,7 @@ def test_sample_draws_scipy_distributions_from_the_seeded_generator():
         space.configs
         == jaxgd.sample(
             6,
-            seed=3,
+            sample_seed=3,
             learning_rate=stats.loguniform(1e-4, 1e-1),
             batch_size=stats.randint(16, 65),
             momentum=[0.0, 0.9],
@@ -41,7 +41,7 @@ def test_sample_draws_scipy_distributions_from_the_seeded_generator():
 def test_quasi_random_maps_scrambled_sequences_through_each_inverse_cdf(method):
     space = jaxgd.quasi_random(
         8,
-        seed=1,
+        1,
         method=method,
         learning_rate=jaxgd.loguniform(1e-3, 1.0),
         momentum=(0.0, 0.99),
@@ -68,6 +68,8 @@ def test_quasi_random_maps_scrambled_sequences_through_each_inverse_cdf(method):
 
 def test_quasi_random_refuses_bad_input():
     with pytest.raises(jaxgd.InputError, match="method='grid'"):
-        jaxgd.quasi_random(4, seed=0, method="grid", learning_rate=(0.1, 1.0))
+        jaxgd.quasi_random(4, 0, method="grid", learning_rate=(0.1, 1.0))
+    with pytest.raises(jaxgd.InputError, match="sample_seed=None"):
+        jaxgd.quasi_random(4, None, learning_rate=(0.1, 1.0))
     with pytest.raises(jaxgd.InputError, match="num=0"):
-        jaxgd.quasi_random(0, seed=0, learning_rate=(0.1, 1.0))
+        jaxgd.quasi_random(0, 0, learning_rate=(0.1, 1.0))
