@@ -48,6 +48,14 @@ def assert_same_training(model_result, dict_result, to_layers):
     assert_trees_close(expected, dict_result.params, rtol=1e-5, atol=1e-6)
 
 
+def dict_logits(x, layers):
+    """The MLP of jaxgd.problems.mlp on layers [(w [in, out], b), ...]."""
+    for w, b in layers[:-1]:
+        x = jax.nn.relu(x @ w + b)
+    w, b = layers[-1]
+    return x @ w + b
+
+
 @pytest.mark.slow
 def test_equinox_mlp_equals_the_dict_model():
     def make_model(key):
@@ -64,16 +72,9 @@ def test_equinox_mlp_equals_the_dict_model():
     assert isinstance(model, eqx.nn.MLP) and model.activation is jax.nn.relu
     np.testing.assert_allclose(
         jax.vmap(model)(DATA["x"][:5]),
-        jax.vmap(lambda x: PROBLEM_LOGITS(x, layers(model)))(DATA["x"][:5]),
+        jax.vmap(lambda x: dict_logits(x, layers(model)))(DATA["x"][:5]),
         rtol=1e-5,
     )
-
-
-def PROBLEM_LOGITS(x, layers):
-    for w, b in layers[:-1]:
-        x = jax.nn.relu(x @ w + b)
-    w, b = layers[-1]
-    return x @ w + b
 
 
 class LinenMLP(linen.Module):
