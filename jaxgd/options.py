@@ -8,8 +8,13 @@ table maps onto these fields one to one.
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Sequence
+
+import jax
 
 from ._checks import check_positive_int
+from .errors import InputError
 
 __all__ = ["SweepOptions"]
 
@@ -48,6 +53,17 @@ class SweepOptions:
             never (results then stay bitwise those of the sweep without callbacks; a
             rebuilt program's configs agree to float rounding, which a chaotic
             trajectory can amplify).
+        devices: the devices the config axis is split over (default: every device of the
+            default backend, of every process); each trains its share of the configs, the
+            data is copied to each. K not divisible by their count is padded with spare
+            slots whose results are never read.
+        mesh: a ``jax.sharding.Mesh`` instead of ``devices``: its axis named ``"configs"``
+            splits the configs (the others replicate), or all its axes if none is named so.
+        cache_dir: JAX's persistent compilation cache folder, so that a new process
+            loads the programs an earlier one compiled: ``"auto"`` (``$JAXGD_CACHE_DIR``,
+            else ``$XDG_CACHE_HOME/jaxgd/xla`` or ``~/.cache/jaxgd/xla``), a path, or None
+            (off). A folder the user set in ``jax.config`` is left as it is
+            (``jaxgd.core.disk_cache``).
 
     Example:
         >>> import jaxgd
@@ -62,6 +78,9 @@ class SweepOptions:
     micro_batch_size: int | None = None
     max_batch_size: int | None = None
     rebuild: bool | str = "auto"
+    devices: Sequence[jax.Device] | None = None
+    mesh: jax.sharding.Mesh | None = None
+    cache_dir: str | os.PathLike | None = "auto"
 
     def __post_init__(self):
         if self.strategy not in _STRATEGIES:
@@ -78,3 +97,25 @@ class SweepOptions:
             and not isinstance(self.rebuild, bool)
         ):
             raise ValueError(f"rebuild={self.rebuild!r}: must be True, False or 'auto'")
+        if self.devices is not None:
+            devices = tuple(self.devices) if isinstance(self.devices, Sequence) else ()
+            if not devices or not all(isinstance(d, jax.Device) for d in devices):
+                raise InputError(
+                    f"devices={self.devices!r}: must be a non-empty list of jax.Device, e.g. "
+                    "jax.devices()[:2]"
+                )
+            object.__setattr__(self, "devices", devices)
+        if self.mesh is not None and not isinstance(self.mesh, jax.sharding.Mesh):
+            raise InputError(
+                f"mesh={self.mesh!r}: must be a jax.sharding.Mesh, e.g. "
+                "jax.make_mesh((jax.device_count(),), ('configs',))"
+            )
+        if self.mesh is not None and self.devices is not None:
+            raise InputError(
+                f"devices={self.devices!r} and mesh={self.mesh!r}: give one of them, not both"
+            )
+        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
+            raise InputError(
+                f"cache_dir={self.cache_dir!r}: must be a folder path, 'auto' or None (no "
+                "persistent compilation cache)"
+            )

@@ -17,6 +17,8 @@ import numpy as np
 
 from .configs import ResolvedConfig, resolve_configs
 from .core.blocks import default_config_block, footprint
+from .core.disk_cache import use_disk_cache
+from .core.layout import Placement
 from .data import BatchPlan, as_dataset, num_examples, split
 from .optimizers import Optimizer
 from .options import SweepOptions
@@ -122,11 +124,13 @@ def sweep(
 
         callbacks.append(Progress())
     num_examples(data)
+    use_disk_cache(options.cache_dir)
     train, evals = _evaluation_sets(data, validation, split_seed, eval_data)
     num_train = num_examples(train)
     configs = resolve_configs(space, optimizer, batch_size, num_train)
-    train = as_dataset(train)
-    evals = {name: as_dataset(value) for name, value in evals.items()}
+    placement = Placement(options.mesh, options.devices)
+    train = placement.replicated(as_dataset(train))
+    evals = {name: placement.replicated(as_dataset(value)) for name, value in evals.items()}
 
     def specs(family: Optimizer) -> ProgramSpec:
         return ProgramSpec(
@@ -146,6 +150,7 @@ def sweep(
         micro_batch_size=options.micro_batch_size,
         max_batch_size=options.max_batch_size,
         block_for=_block_rule(options.config_block, configs, problem, train),
+        placement=placement,
     )
     strategy = choose_strategy(configs, options.strategy, context, STRATEGIES)
     programs = STRATEGIES[strategy].plan(configs, context)

@@ -16,13 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from ..configs import ResolvedConfig
 from ..core.compile import CompiledFunction
-from ..core.layout import host_take
+from ..core.layout import Placement, host_take, to_host
 from ..core.state import TrainState, init_states
 from ..core.step import Probe
 from ..optimizers import Optimizer
@@ -75,6 +74,7 @@ class PlanContext:
         specs: per optimizer, the common settings of its programs.
         micro_batch_size, max_batch_size: the accumulate strategy's knobs (None: default).
         block_for: ``block_for(members, batch_size)``, the config block of a program.
+        placement: the devices the programs' slots are split over (default: all).
     """
 
     epochs: int
@@ -83,6 +83,7 @@ class PlanContext:
     micro_batch_size: int | None
     max_batch_size: int | None
     block_for: Callable[[Sequence[int], int], int | None]
+    placement: Placement | None = None
 
 
 class Final(NamedTuple):
@@ -105,11 +106,13 @@ _INIT = CompiledFunction("init", _init)
 def initial_states(layout, hyperparams, spec: ProgramSpec, on_compile, label: str):
     """Fresh ``TrainState [U, M]`` and shuffle keys ``[U]`` for a program's layout (one
     compile per problem, optimizer family and layout shape)."""
-    args = (jnp.asarray(layout.unique_seeds), layout.grid(hyperparams))
+    args = (layout.put_rows(layout.unique_seeds), layout.grid(hyperparams))
     init, seconds = _INIT.compiled(*args, settings=(spec.problem, spec.optimizer))
     if seconds:
         on_compile(f"{label} init", seconds)
-    return init(*args), seconds
+    states, keys = init(*args)
+    # the chunk programs are compiled for (and keep) this placement
+    return (layout.put(states), layout.put_rows(keys)), seconds
 
 
 class Program(abc.ABC):
@@ -191,15 +194,15 @@ class Program(abc.ABC):
 
     def unpack(self, metrics: Any) -> dict[str, np.ndarray]:
         """Chunk metrics (``[E, U, M]`` each) to ``{metric: [K_p, E]}`` on the host."""
-        host = self.timed(jax.tree.map, np.asarray, metrics)
+        host = self.timed(to_host, metrics)
         return {name: self.layout.unpack(value, axis=1).T for name, value in host.items()}
 
     def continue_from(self, start: tuple[Any, jax.Array]) -> tuple[Any, jax.Array]:
         """Per-member ``(states [K_p], shuffle keys [K_p])`` (from ``member_states``) laid
         out on the slots and put on the device."""
         states, keys = start
-        states = jax.device_put(host_take(states, self.layout.slots))
-        return states, host_take(keys, self.layout.slots[:, 0])
+        states = self.layout.put(host_take(states, self.layout.slots))
+        return states, self.layout.put_rows(host_take(keys, self.layout.slots[:, 0]))
 
     def member_states(self, positions: np.ndarray) -> tuple[Any, jax.Array]:
         """``(states, shuffle keys)`` of ``members[positions]``, ``[len(positions)]``, on the
@@ -242,9 +245,7 @@ class Program(abc.ABC):
         self.timed(jax.block_until_ready, [state for _, _, state in grids])
 
         def gather(field: Callable[[TrainState], PyTree]) -> PyTree:
-            parts = [
-                (pos, layout.unpack(jax.tree.map(np.asarray, field(s)))) for pos, layout, s in grids
-            ]
+            parts = [(pos, layout.unpack(field(s))) for pos, layout, s in grids]
             if len(parts) == 1:
                 return parts[0][1]
             order = np.argsort(np.concatenate([pos for pos, _ in parts]), kind="stable")
