@@ -59,6 +59,10 @@ class SweepOptions:
             slots whose results are never read.
         mesh: a ``jax.sharding.Mesh`` instead of ``devices``: its axis named ``"configs"``
             splits the configs (the others replicate), or all its axes if none is named so.
+        max_memory: bytes per device a sweep may plan to use; configs that need more run
+            in sequential slices that fit (``jaxgd.core.memory``). Default: 90% of the
+            device's memory where it reports it, else half the host's memory shared by its
+            devices.
         cache_dir: JAX's persistent compilation cache folder, so that a new process
             loads the programs an earlier one compiled: ``"auto"`` (``$JAXGD_CACHE_DIR``,
             else ``$XDG_CACHE_HOME/jaxgd/xla`` or ``~/.cache/jaxgd/xla``), a path, or None
@@ -80,6 +84,7 @@ class SweepOptions:
     rebuild: bool | str = "auto"
     devices: Sequence[jax.Device] | None = None
     mesh: jax.sharding.Mesh | None = None
+    max_memory: int | None = None
     cache_dir: str | os.PathLike | None = "auto"
 
     def __post_init__(self):
@@ -97,6 +102,7 @@ class SweepOptions:
             and not isinstance(self.rebuild, bool)
         ):
             raise ValueError(f"rebuild={self.rebuild!r}: must be True, False or 'auto'")
+        _positive_int("max_memory", self.max_memory, allow_none=True)
         if self.devices is not None:
             devices = tuple(self.devices) if isinstance(self.devices, Sequence) else ()
             if not devices or not all(isinstance(d, jax.Device) for d in devices):

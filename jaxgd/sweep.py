@@ -19,12 +19,14 @@ from .configs import ResolvedConfig, resolve_configs
 from .core.blocks import default_config_block, footprint
 from .core.disk_cache import use_disk_cache
 from .core.layout import Placement
+from .core.memory import MemoryPlan, config_bytes, default_budget, plan_slices
 from .data import BatchPlan, as_dataset, num_examples, split
+from .errors import InputError
 from .optimizers import Optimizer
 from .options import SweepOptions
 from .problem import Problem
 from .results import SweepResult
-from .run.loop import run_loop
+from .run.loop import LoopResult, run_loop
 from .run.report import Callback
 from .space import Space
 from .strategies import STRATEGIES, PlanContext, ProgramSpec, choose_strategy
@@ -143,48 +145,63 @@ def sweep(
             eval_batch_size=options.eval_batch_size,
         )
 
-    context = PlanContext(
-        epochs=epochs,
-        num_train=num_train,
-        specs=specs,
-        micro_batch_size=options.micro_batch_size,
-        max_batch_size=options.max_batch_size,
-        block_for=_block_rule(options.config_block, configs, problem, train),
-        placement=placement,
-    )
-    strategy = choose_strategy(configs, options.strategy, context, STRATEGIES)
-    programs = STRATEGIES[strategy].plan(configs, context)
-    loop = run_loop(
-        programs,
-        epochs=epochs,
-        epochs_per_chunk=options.epochs_per_chunk,
-        configs=[c.row for c in configs],
-        examples_per_epoch=np.array(
-            [_examples_per_epoch(c, num_train, epochs, drop_last) for c in configs]
-        ),
-        batch_sizes=np.array([c.batch_sizes(epochs) for c in configs]),
-        train=train,
-        evals=evals,
-        callbacks=callbacks,
-        return_params=return_params,
-        rebuild=options.rebuild,
-        start=start,
-    )
+    def context_for(part: Sequence[ResolvedConfig]) -> PlanContext:
+        return PlanContext(
+            epochs=epochs,
+            num_train=num_train,
+            specs=specs,
+            micro_batch_size=options.micro_batch_size,
+            max_batch_size=options.max_batch_size,
+            block_for=_block_rule(options.config_block, part, problem, train),
+            placement=placement,
+        )
+
+    strategy = choose_strategy(configs, options.strategy, context_for(configs), STRATEGIES)
+    memory = _memory_plan(configs, problem, train, evals, epochs, options, placement)
+    if len(memory.slices) > 1 and callbacks:
+        raise InputError(
+            f"callbacks={callbacks!r}: the sweep runs in {len(memory.slices)} sequential "
+            f"slices to fit max_memory={memory.budget:,} bytes per device ({memory.source}), "
+            "and callbacks see the whole sweep at once; raise max_memory or run fewer configs"
+        )
+    parts = []
+    for members in memory.slices:
+        part = [configs[i] for i in members] if len(memory.slices) > 1 else configs
+        loop = run_loop(
+            STRATEGIES[strategy].plan(part, context_for(part)),
+            epochs=epochs,
+            epochs_per_chunk=options.epochs_per_chunk,
+            configs=[c.row for c in part],
+            examples_per_epoch=np.array(
+                [_examples_per_epoch(c, num_train, epochs, drop_last) for c in part]
+            ),
+            batch_sizes=np.array([c.batch_sizes(epochs) for c in part]),
+            train=train,
+            evals=evals,
+            callbacks=callbacks,
+            return_params=return_params,
+            rebuild=options.rebuild,
+            start=start,
+        )
+        parts.append((members, loop))
+    loop = parts[0][1] if len(parts) == 1 else _merge(parts, len(configs))
     seconds = np.zeros(len(configs))
     compile_seconds = np.zeros(len(configs))
     groups = []
-    for program in loop.programs:
-        groups.append(
-            {
-                "program": program.label,
-                "configs": program.members.tolist(),
-                "slots": program.slot_count,
-                "compile_seconds": program.compile_seconds,
-                "seconds": program.run_seconds,
-            }
-        )
-        seconds[program.members] += program.run_seconds
-        compile_seconds[program.members] += program.compile_seconds
+    for members, part in parts:
+        for program in part.programs:
+            indices = members[program.members]
+            groups.append(
+                {
+                    "program": program.label,
+                    "configs": indices.tolist(),
+                    "slots": program.slot_count,
+                    "compile_seconds": program.compile_seconds,
+                    "seconds": program.run_seconds,
+                }
+            )
+            seconds[indices] += program.run_seconds
+            compile_seconds[indices] += program.compile_seconds
     return SweepResult(
         configs=[c.row for c in configs],
         history=loop.history,
@@ -199,7 +216,7 @@ def sweep(
         params=loop.params,
         strategy=strategy,
         groups=groups,
-        compiled=[e for program in loop.programs for e in program.executables],
+        compiled=[e for _, part in parts for program in part.programs for e in program.executables],
     )
 
 
@@ -223,3 +240,50 @@ def _block_rule(config_block, configs, problem, train):
         return default_config_block(batch_size, per_seed, backend, measured)
 
     return block_for
+
+
+def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> MemoryPlan:
+    """The configs in sequential slices within ``options.max_memory`` per device
+    (``jaxgd.core.memory``); one slice when they all fit."""
+    if options.max_memory is None:
+        budget, source = default_budget(placement.mesh.devices.flat)
+    else:
+        budget, source = options.max_memory, "SweepOptions.max_memory"
+    example = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), train)
+    eval_examples = max((num_examples(e) for e in evals.values()), default=0)
+    keys = [(c.optimizer, max(c.batch_sizes(epochs))) for c in configs]
+    cost = {
+        key: config_bytes(problem, key[0], example, key[1], options.eval_batch_size, eval_examples)
+        for key in dict.fromkeys(keys)
+    }
+    per_config = np.array([cost[key] for key in keys], np.int64)
+    data_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves((train, evals)))
+    return plan_slices(per_config, data_bytes, budget, placement.count, source)
+
+
+def _merge(parts, count: int) -> LoopResult:
+    """The loop results of sequential slices (config indices, result) in config order."""
+
+    def gather(field):
+        first = field(parts[0][1])
+        if first is None:
+            return None
+
+        def one(*leaves):
+            out = np.empty((count,) + leaves[0].shape[1:], leaves[0].dtype)
+            for (members, _), leaf in zip(parts, leaves):
+                out[members] = leaf
+            return out
+
+        return jax.tree.map(one, *[field(part) for _, part in parts])
+
+    return LoopResult(
+        history={name: gather(lambda p, n=name: p.history[n]) for name in parts[0][1].history},
+        status=gather(lambda p: p.status),
+        stopped_epoch=gather(lambda p: p.stopped_epoch),
+        updates=gather(lambda p: p.updates),
+        diverged_at=gather(lambda p: p.diverged_at),
+        params=gather(lambda p: p.params),
+        programs=[program for _, part in parts for program in part.programs],
+        report=parts[-1][1].report,
+    )
