@@ -1,5 +1,6 @@
 """jaxgd: many gradient-descent configurations trained in one compiled JAX program."""
 
+from . import distributed as distributed
 from . import plots as plots
 from . import problems as problems
 from .core.compile import compile_count as compile_count
@@ -51,6 +52,7 @@ __all__ = [
     "batch_schedule",
     "choice",
     "compile_count",
+    "distributed",
     "grid",
     "increase_batch_size",
     "loguniform",

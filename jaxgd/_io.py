@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from .distributed import is_writer
+
 __all__ = ["atomic_write", "optional_import", "format_table"]
 
 
@@ -27,6 +29,7 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
     any failure the temporary file is removed and ``path`` is left as it was. Text is
     written as UTF-8 with its line endings unchanged; the file gets mode 0o644 (results are
     meant to be shared; ``mkstemp`` alone would give 0o600). Missing folders are created.
+    In a multi-process sweep only process 0 writes (``jaxgd.distributed``).
 
     Args:
         path: the file to write.
@@ -45,6 +48,8 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
         payload = bytes(data)
     else:
         raise TypeError(f"atomic_write: data must be str or bytes, got {type(data).__name__}")
+    if not is_writer():
+        return
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)

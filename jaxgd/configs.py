@@ -62,6 +62,13 @@ def resolve_configs(
     if not configs:
         raise ValueError("the space has no configs: build one with jaxgd.grid(...) or sample(...)")
     resolved = []
+    # Optimizer lookups are cached per family, static options and key set: a sweep of a
+    # million configs has a handful, and looking each config's up again dominated
+    # resolving (benchmarks/bookkeeping.py).
+    families: dict[Any, Optimizer] = {}
+    variants: dict[tuple, Optimizer] = {}
+    checked: dict[tuple, dict[str, float]] = {}
+    statics: dict[Optimizer, set[str]] = {}
     for index, config in enumerate(configs):
         config = dict(config)
         family = config.pop("optimizer", optimizer)
@@ -85,10 +92,30 @@ def resolve_configs(
         if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
             raise ValueError(f"config {index}: norm_test={theta!r} must be a positive number (θ)")
         seed = _check_int("seed", config.pop("seed", 0), index)
-        base = make_optimizer(family)
-        static_names = {name for name, _ in base.static_options}
-        static = {k: config.pop(k) for k in list(config) if k in static_names}
-        opt = make_optimizer(base, **static) if static else base
+        try:
+            base = families[family]
+        except (KeyError, TypeError):
+            base = make_optimizer(family)
+            try:
+                families[family] = base
+            except TypeError:  # an unhashable factory: looked up each time
+                pass
+        static_names = statics.get(base) or statics.setdefault(
+            base, {name for name, _ in base.static_options}
+        )
+        static = {k: config.pop(k) for k in [k for k in config if k in static_names]}
+        opt = base
+        if static:
+            key = (base, tuple(static.items()))
+            try:
+                opt = variants[key]
+            except (KeyError, TypeError):
+                opt = make_optimizer(base, **static)
+                if key.__hash__ is not None:
+                    try:
+                        variants[key] = opt
+                    except TypeError:
+                        pass
         for name, value in config.items():
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
                 raise ValueError(
@@ -96,7 +123,12 @@ def resolve_configs(
                     f"of {opt.name!r} are {list(opt.hyperparameter_names)}, static options are "
                     f"{sorted(static_names)}"
                 )
-        hyperparams = {k: float(v) for k, v in opt.resolve(config).items()}
+        names = (opt, tuple(config))
+        if names not in checked:
+            checked[names] = dict(opt.resolve(dict.fromkeys(config, 0.0)))
+        hyperparams = {
+            k: float(config[k]) if k in config else float(v) for k, v in checked[names].items()
+        }
         row = {
             "optimizer": opt.name,
             **static,

@@ -61,8 +61,8 @@ def _put(leaf: Any, sharding: NamedSharding) -> jax.Array:
     if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
         data = _put(jax.random.key_data(leaf), _widen(sharding, leaf))
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
-    if sharding.is_fully_addressable:
-        return jax.device_put(leaf, sharding)
+    if sharding.is_fully_addressable or isinstance(leaf, jax.Array):
+        return jax.device_put(leaf, sharding)  # a global array is resharded in place
     host = np.asarray(leaf)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 

@@ -58,12 +58,15 @@ def config_bytes(
 def default_budget(devices: Sequence[jax.Device]) -> tuple[int, str]:
     """Bytes per device a sweep plans to use, and where the figure comes from: the
     device's reported limit, else a share of the host's memory split among its devices."""
-    stats = devices[0].memory_stats() if hasattr(devices[0], "memory_stats") else None
+    local = [d for d in devices if d.process_index == jax.process_index()] or list(devices)
+    stats = local[0].memory_stats() if hasattr(local[0], "memory_stats") else None
     if stats and stats.get("bytes_limit"):
         return int(DEVICE_SHARE * stats["bytes_limit"]), f"{DEVICE_SHARE:.0%} of device memory"
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    local = max(1, sum(d.process_index == jax.process_index() for d in devices))
-    return int(HOST_SHARE * total / local), f"{HOST_SHARE:.0%} of host memory / {local} devices"
+    return (
+        int(HOST_SHARE * total / len(local)),
+        f"{HOST_SHARE:.0%} of host memory / {len(local)} devices",
+    )
 
 
 class MemoryPlan(NamedTuple):

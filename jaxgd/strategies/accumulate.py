@@ -255,7 +255,7 @@ def accumulate_chunk(states, shuffle_keys, first_epoch, stop, multiples, train, 
     return scan_epochs(one_epoch, states, first_epoch, settings.epochs_per_chunk, multiples)
 
 
-_INIT = CompiledFunction("accumulate_init", _accumulate_init)
+_INIT = CompiledFunction("accumulate_init", _accumulate_init, runs_once=True)
 _CHUNK = CompiledFunction("accumulate_chunk", accumulate_chunk, donate=(0,))
 
 

@@ -100,7 +100,7 @@ def _init(seeds, hyperparams, *, settings):
     return init_states(seeds, hyperparams, problem=problem, optimizer=optimizer)
 
 
-_INIT = CompiledFunction("init", _init)
+_INIT = CompiledFunction("init", _init, runs_once=True)
 
 
 def initial_states(layout, hyperparams, spec: ProgramSpec, on_compile, label: str):
