@@ -52,6 +52,16 @@ def main(argv=None) -> int:
     ]
     space = (grid * (args.configs // len(grid) + 1))[: args.configs]
     options = jaxgd.SweepOptions(max_memory=args.max_memory)
+    example = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in data.items()}
+    validation = round(0.2 * len(data["y"]))  # sweep's default validation split
+    planned = config_bytes(
+        problem,
+        jaxgd.optimizer("sgd"),
+        example,
+        args.batch_size,
+        options.eval_batch_size,
+        validation,
+    )
     start = time.perf_counter()
     result = jaxgd.sweep(
         problem,
@@ -66,16 +76,6 @@ def main(argv=None) -> int:
     config_examples = args.configs * train_examples * args.epochs
     budget, source = (
         (args.max_memory, "--max-memory") if args.max_memory else default_budget(jax.devices())
-    )
-    example = {k: jax.ShapeDtypeStruct(v.shape[1:], np.float32) for k, v in data.items()}
-    validation = len(data["y"]) - train_examples
-    planned = config_bytes(
-        problem,
-        jaxgd.optimizer("sgd"),
-        example,
-        args.batch_size,
-        options.eval_batch_size,
-        validation,
     )
     report = {
         "benchmark": "large_sweep",

@@ -95,3 +95,9 @@ def test_callbacks_example_runs_as_is(tmp_path):
     lines = completed.stdout.splitlines()
     assert lines[0] == "Counter({1: 16, 3: 6, -1: 2})"
     assert "'status': 'running'" in lines[1]
+
+
+def test_devices_example_runs_as_is(tmp_path):
+    completed = run(python_block("Many devices and many hosts"), tmp_path)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert completed.stdout.strip() == "1 (3, 2)"
