@@ -53,6 +53,12 @@ class SweepOptions:
             never (results then stay bitwise those of the sweep without callbacks; a
             rebuilt program's configs agree to float rounding, which a chaotic
             trajectory can amplify).
+        checkpoint_every: with ``sweep(checkpoint_dir=...)``, write a checkpoint after
+            every this many chunks (and after the last).
+        checkpoint_seconds: instead, write at the first chunk boundary at least this
+            many seconds after the last checkpoint (None: count chunks).
+        checkpoint_format: "orbax" (``orbax.checkpoint.CheckpointManager``), "npz" (a
+            plain ``.npz`` and JSON pair per step) or "auto" (orbax when installed).
         devices: the devices the config axis is split over (default: every device of the
             default backend, of every process); each trains its share of the configs, the
             data is copied to each. K not divisible by their count is padded with spare
@@ -82,6 +88,9 @@ class SweepOptions:
     micro_batch_size: int | None = None
     max_batch_size: int | None = None
     rebuild: bool | str = "auto"
+    checkpoint_every: int = 1
+    checkpoint_seconds: float | None = None
+    checkpoint_format: str = "auto"
     devices: Sequence[jax.Device] | None = None
     mesh: jax.sharding.Mesh | None = None
     max_memory: int | None = None
@@ -89,19 +98,31 @@ class SweepOptions:
 
     def __post_init__(self):
         if self.strategy not in _STRATEGIES:
-            raise ValueError(f"strategy={self.strategy!r}: choose one of {_STRATEGIES}")
+            raise InputError(f"strategy={self.strategy!r}: choose one of {_STRATEGIES}")
         _positive_int("epochs_per_chunk", self.epochs_per_chunk)
         _positive_int("eval_batch_size", self.eval_batch_size)
         _positive_int("micro_batch_size", self.micro_batch_size, allow_none=True)
         _positive_int("max_batch_size", self.max_batch_size, allow_none=True)
         if self.config_block != "auto":
             _positive_int("config_block", self.config_block, allow_none=True)
+        _positive_int("checkpoint_every", self.checkpoint_every)
+        seconds = self.checkpoint_seconds
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0
+        ):
+            raise InputError(
+                f"checkpoint_seconds={seconds!r}: must be None or a positive number of seconds"
+            )
+        if self.checkpoint_format not in ("auto", "orbax", "npz"):
+            raise InputError(
+                f"checkpoint_format={self.checkpoint_format!r}: choose 'auto', 'orbax' or 'npz'"
+            )
         if (
             self.rebuild not in (True, False, "auto")
             or self.rebuild in (0, 1)
             and not isinstance(self.rebuild, bool)
         ):
-            raise ValueError(f"rebuild={self.rebuild!r}: must be True, False or 'auto'")
+            raise InputError(f"rebuild={self.rebuild!r}: must be True, False or 'auto'")
         _positive_int("max_memory", self.max_memory, allow_none=True)
         if self.devices is not None:
             devices = tuple(self.devices) if isinstance(self.devices, Sequence) else ()

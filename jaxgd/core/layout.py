@@ -29,6 +29,7 @@ __all__ = [
     "bucket",
     "bucket_width",
     "host_take",
+    "put_like",
     "to_host",
 ]
 
@@ -38,15 +39,14 @@ CONFIG_AXIS = "configs"
 
 
 def to_host(tree: Any) -> Any:
-    """Every leaf as a NumPy array on this host, whole: the one way results, metrics and
-    states leave the devices. An array spread over several processes' devices is gathered
-    from all of them (``multihost_utils.process_allgather``; every process must call)."""
+    """Every array leaf of ``tree`` as a NumPy array on this host, whole (PRNG keys as
+    their key data): the one place device arrays are read back, for results, metrics and
+    checkpoints. An array spread over several processes' devices is gathered from all of
+    them (``multihost_utils.process_allgather``; every process must call)."""
 
     def one(leaf):
         if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(
-                one(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf)
-            )
+            leaf = jax.random.key_data(leaf)
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
             from jax.experimental import multihost_utils
 
@@ -65,6 +65,12 @@ def _put(leaf: Any, sharding: NamedSharding) -> jax.Array:
         return jax.device_put(leaf, sharding)  # a global array is resharded in place
     host = np.asarray(leaf)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def put_like(value: Any, like: jax.Array) -> jax.Array:
+    """``value`` (host data, or keys) placed as ``like`` is: restored state goes back to
+    the devices, and the split, it was read from."""
+    return _put(value, like.sharding)
 
 
 def _widen(sharding: NamedSharding, keys: jax.Array) -> NamedSharding:
@@ -135,7 +141,7 @@ def host_take(tree: Any, *index: np.ndarray) -> Any:
 
     def one(leaf):
         if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            data = to_host(jax.random.key_data(leaf))[index]
+            data = to_host(leaf)[index]
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
         return to_host(leaf)[index]
 

@@ -16,13 +16,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from ..configs import ResolvedConfig
 from ..core.compile import CompiledFunction
-from ..core.layout import Placement, host_take, to_host
-from ..core.state import TrainState, init_states
+from ..core.layout import Placement, host_take, put_like, to_host
+from ..core.state import DEFAULT_DIVERGENCE, TrainState, init_states
 from ..core.step import Probe
 from ..optimizers import Optimizer
 from ..problem import Problem
@@ -53,6 +54,7 @@ class ProgramSpec:
     epochs_per_chunk: int = 1
     eval_batch_size: int = 1024
     probes: tuple[Probe, ...] = ()
+    divergence: float = DEFAULT_DIVERGENCE
 
     def placeholder_tx(self) -> optax.GradientTransformation:
         """A transformation for ``update`` calls: inject_hyperparams reads every
@@ -209,6 +211,33 @@ class Program(abc.ABC):
         host: what ``subset`` hands to the program it builds."""
         rows, cols = self.layout.rows[positions], self.layout.cols[positions]
         return host_take(self.states, rows, cols), host_take(self.shuffle_keys, rows)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything the program's future depends on, on the host: every leaf of its
+        states and shuffle keys (as key data), named by position. What a checkpoint saves."""
+        leaves = jax.tree.leaves((self.states, self.shuffle_keys))
+        return {str(i): to_host(leaf) for i, leaf in enumerate(leaves)}
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
+        """Continue from a ``state_dict`` (after ``prepare``, which gives the structure);
+        refuses arrays that do not fit."""
+        leaves, treedef = jax.tree.flatten((self.states, self.shuffle_keys))
+        if len(arrays) != len(leaves):
+            raise ValueError(f"{self.label}: state has {len(leaves)} arrays, got {len(arrays)}")
+        restored = []
+        for i, leaf in enumerate(leaves):
+            value = np.asarray(arrays[str(i)])
+            is_key = jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+            expected = jax.eval_shape(jax.random.key_data, leaf) if is_key else leaf
+            if value.shape != expected.shape or value.dtype != expected.dtype:
+                raise ValueError(
+                    f"{self.label}: state array {i} is {value.dtype}{list(value.shape)}, "
+                    f"expected {expected.dtype}{list(expected.shape)}"
+                )
+            if is_key:
+                value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf))
+            restored.append(put_like(value, leaf))
+        self.states, self.shuffle_keys = jax.tree.unflatten(treedef, restored)
 
     @abc.abstractmethod
     def subset(self, positions: np.ndarray) -> Program:

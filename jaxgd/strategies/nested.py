@@ -80,7 +80,11 @@ def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, sett
     """
     states = tuple(stop_where(s, stop) for s, stop in zip(states, stops))
     step = functools.partial(
-        train_step, problem=settings.problem, tx=settings.placeholder_tx(), probes=settings.probes
+        train_step,
+        problem=settings.problem,
+        tx=settings.placeholder_tx(),
+        probes=settings.probes,
+        divergence=settings.divergence,
     )
     blocks = settings.config_blocks or (None,) * len(settings.batch_sizes)
     steps_all = [vmap_configs(step, block) for block in blocks]
