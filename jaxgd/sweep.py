@@ -25,7 +25,7 @@ from .core.disk_cache import use_disk_cache
 from .core.layout import Placement, to_host
 from .core.memory import MemoryPlan, config_bytes, default_budget, plan_slices
 from .core.state import DEFAULT_DIVERGENCE
-from .data import BatchPlan, as_dataset, num_examples, split
+from .data import as_dataset, num_examples, split
 from .errors import InputError
 from .optimizers import Optimizer
 from .options import SweepOptions
@@ -221,6 +221,7 @@ def sweep(
     for members in memory.slices:
         part = [configs[i] for i in members] if len(memory.slices) > 1 else configs
         programs = STRATEGIES[strategy].plan(part, context_for(part))
+        sizes = _batch_sizes(part, epochs)
         checkpoint = None
         if checkpoint_dir is not None:
             fingerprint = _fingerprint(
@@ -252,10 +253,8 @@ def sweep(
             epochs=epochs,
             epochs_per_chunk=options.epochs_per_chunk,
             configs=[c.row for c in part],
-            examples_per_epoch=np.array(
-                [_examples_per_epoch(c, num_train, epochs, drop_last) for c in part]
-            ),
-            batch_sizes=np.array([c.batch_sizes(epochs) for c in part]),
+            examples_per_epoch=_examples_per_epoch(sizes, num_train, drop_last),
+            batch_sizes=sizes,
             train=train,
             evals=evals,
             callbacks=callbacks,
@@ -326,10 +325,20 @@ def _data_digest(train: PyTree, evals: dict[str, PyTree]) -> str:
     return digest.hexdigest()
 
 
-def _examples_per_epoch(config: ResolvedConfig, num_train: int, epochs: int, drop_last: bool):
+def _batch_sizes(configs: Sequence[ResolvedConfig], epochs: int) -> np.ndarray:
+    """``[K, epochs]``: each config's batch size at each epoch's start (built column-wise:
+    per-config lists cost seconds at a million configs)."""
+    fixed = [c.batch_size for c in configs]
+    if all(type(b) is int for b in fixed):
+        return np.repeat(np.asarray(fixed, np.int64)[:, None], epochs, axis=1)
+    return np.array([c.batch_sizes(epochs) for c in configs])
+
+
+def _examples_per_epoch(sizes: np.ndarray, num_train: int, drop_last: bool) -> np.ndarray:
+    """``[K, epochs]`` examples each config trains on in each epoch."""
     if not drop_last:
-        return [num_train] * epochs
-    return [BatchPlan(num_train, b, True).examples_per_epoch for b in config.batch_sizes(epochs)]
+        return np.full(sizes.shape, num_train, np.int64)
+    return num_train // sizes * sizes
 
 
 def _block_rule(config_block, configs, problem, train):
@@ -357,7 +366,10 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> 
         budget, source = options.max_memory, "SweepOptions.max_memory"
     example = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), train)
     eval_examples = max((num_examples(e) for e in evals.values()), default=0)
-    keys = [(c.optimizer, max(c.batch_sizes(epochs))) for c in configs]
+    keys = [
+        (c.optimizer, c.batch_size if type(c.batch_size) is int else max(c.batch_sizes(epochs)))
+        for c in configs
+    ]
     cost = {
         key: config_bytes(problem, key[0], example, key[1], options.eval_batch_size, eval_examples)
         for key in dict.fromkeys(keys)
