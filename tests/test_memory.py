@@ -24,7 +24,8 @@ def _per_config(problem, data, batch_size):
 def test_bytes_per_config_follow_the_formula():
     problem, data = _problem()
     params = problem.init(jax.random.key(0))
-    opt_state = jaxgd.optimizer("sgd").transformation(learning_rate=0.0).init(params)
+    sgd = jaxgd.optimizer("sgd")
+    opt_state = sgd.transformation(**dict.fromkeys(sgd.hyperparameter_names, 1.0)).init(params)
     p, s = (sum(leaf.size for leaf in jax.tree.leaves(t)) for t in (params, opt_state))
     # state 2·(P + S), step 2·P + 2·B·a, evaluation nothing (no eval examples); float32
     small, large = _per_config(problem, data, 4), _per_config(problem, data, 8)

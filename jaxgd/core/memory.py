@@ -46,7 +46,8 @@ def config_bytes(
 ) -> int:
     """Bytes one config needs on its device (module docstring's formula)."""
     params = jax.eval_shape(problem.init, jax.random.key(0))
-    opt_state = jax.eval_shape(optimizer.transformation(learning_rate=0.0).init, params)
+    placeholder = dict.fromkeys(optimizer.hyperparameter_names, 1.0)  # shapes only
+    opt_state = jax.eval_shape(optimizer.transformation(**placeholder).init, params)
     params_bytes, state_bytes = _bytes(params), _bytes(opt_state)
     activation_floats = footprint(problem, example).activation_floats
     itemsize = np.dtype(jax.numpy.result_type(float)).itemsize
