@@ -16,6 +16,7 @@ means every number equal.
 - same call twice, in this process.
 
     python benchmarks/reproducibility.py --out benchmarks/results/reproducibility.json
+    python benchmarks/reproducibility.py --quick   # fewer configs and comparisons: the test's
 """
 
 from __future__ import annotations
@@ -66,17 +67,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/reproducibility.json")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument(
+        "--quick", action="store_true", help="6 configs, MLP 64-8-10, 7 of the 11 comparisons"
+    )
     args = parser.parse_args()
 
     import jax
 
     import jaxgd
 
-    problem = jaxgd.problems.mlp((64, 32, 10), name="digits_mlp_64-32-10")
+    hidden = 8 if args.quick else 32
+    problem = jaxgd.problems.mlp((64, hidden, 10), name=f"digits_mlp_64-{hidden}-10")
     data = jaxgd.problems.load_digits()
+    momenta = [0.9] if args.quick else [0.0, 0.9]
     space = jaxgd.grid(
-        learning_rate=[0.03, 0.1], momentum=[0.0, 0.9], batch_size=[16, 64], seed=[0, 1]
+        learning_rate=[0.03, 0.1], momentum=momenta, batch_size=[16, 64], seed=[0, 1]
     ) + jaxgd.grid(optimizer=["adam"], learning_rate=[1e-3, 3e-3], batch_size=[16, 64], seed=[0])
+    if args.quick:
+        space = jaxgd.Space(space.configs[:4] + space.configs[8:10])
 
     def sweep(configs=space, callbacks=(), **options):
         return jaxgd.sweep(
@@ -90,17 +98,26 @@ def main() -> None:
         )
 
     reference = sweep(strategy="grouped")
-    runs = {
-        "same call again": sweep(strategy="grouped"),
-        "epochs_per_chunk=2": sweep(strategy="grouped", epochs_per_chunk=2),
-        "epochs_per_chunk=3": sweep(strategy="grouped", epochs_per_chunk=3),
-        "epochs_per_chunk=6": sweep(strategy="grouped", epochs_per_chunk=6),
-        "config_block=1": sweep(strategy="grouped", config_block=1),
-        "config_block=2": sweep(strategy="grouped", config_block=2),
-        "config_block=4": sweep(strategy="grouped", config_block=4),
-        "strategy=nested": sweep(strategy="nested"),
-        "strategy=accumulate": sweep(strategy="accumulate"),
+    variants = {
+        "same call again": {},
+        "epochs_per_chunk=2": {"epochs_per_chunk": 2},
+        "epochs_per_chunk=3": {"epochs_per_chunk": 3},
+        "epochs_per_chunk=6": {"epochs_per_chunk": 6},
+        "config_block=1": {"config_block": 1},
+        "config_block=2": {"config_block": 2},
+        "config_block=4": {"config_block": 4},
+        "strategy=nested": {"strategy": "nested"},
+        "strategy=accumulate": {"strategy": "accumulate"},
     }
+    if args.quick:  # one of each kind
+        for name in (
+            "epochs_per_chunk=3",
+            "epochs_per_chunk=6",
+            "config_block=2",
+            "config_block=4",
+        ):
+            del variants[name]
+    runs = {name: sweep(**{"strategy": "grouped", **v}) for name, v in variants.items()}
     results = {name: _difference(reference, run) for name, run in runs.items()}
 
     alone = [sweep(configs=[config], strategy="grouped") for config in space]

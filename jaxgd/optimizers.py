@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import inspect
 import numbers
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -332,6 +333,12 @@ def optimizer(
             f"schedule={static['schedule']!r} is not known; choose one of {sorted(SCHEDULES)}"
         )
     if ranges:
+        for name, interval in ranges.items():
+            if not re.fullmatch(r"[\[(]\s*[-+.\w]+\s*,\s*[-+.\w]+\s*[\])]", str(interval)):
+                raise InputError(
+                    f"ranges={{{name!r}: {interval!r}}}: write an interval such as '[0, 1)' "
+                    "('[' or ']' includes the end, '(' or ')' excludes it; 'inf' allowed)"
+                )
         family = optimizer(name_or_factory, **static)
         return dataclasses.replace(family, ranges=family.ranges + tuple(ranges.items()))
     if isinstance(name_or_factory, Optimizer):

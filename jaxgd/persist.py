@@ -16,6 +16,7 @@ loads back with the types it had.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -296,9 +297,11 @@ def load_result(folder: str | os.PathLike) -> SweepResult:
     )
 
 
+@functools.cache
 def git_commit() -> str | None:
     """The commit of the jaxgd checkout this runs from (None when installed from a
-    wheel or git is missing); ``+dirty`` when it has uncommitted changes."""
+    wheel or git is missing); ``+dirty`` when it has uncommitted changes. Asked once per
+    process."""
     import subprocess
 
     folder = os.path.dirname(os.path.abspath(__file__))

@@ -222,9 +222,11 @@ def sweep(
         part = [configs[i] for i in members] if len(memory.slices) > 1 else configs
         programs = STRATEGIES[strategy].plan(part, context_for(part))
         sizes = _batch_sizes(part, epochs)
-        checkpoint = None
-        if checkpoint_dir is not None:
-            fingerprint = _fingerprint(
+        # The last check, once every other input is known good: only then is the folder
+        # claimed.
+        checkpoint = _checkpointer(checkpoint_dir, resume, overwrite, options)
+        if checkpoint is not None:
+            checkpoint.fingerprint = _fingerprint(
                 configs=[c.row for c in configs],
                 problem=problem.name,
                 data=_data_digest(train, evals),
@@ -238,15 +240,6 @@ def sweep(
                     if "checkpoint" not in k and k not in ("cache_dir", "max_memory")
                 },
                 versions=[jax.__version__, jax.default_backend()],
-            )
-            checkpoint = Checkpointer(
-                checkpoint_dir,
-                fingerprint=fingerprint,
-                every=options.checkpoint_every,
-                seconds=options.checkpoint_seconds,
-                backend=options.checkpoint_format,
-                resume=resume,
-                overwrite=overwrite,
             )
         loop = run_loop(
             programs,
@@ -304,6 +297,32 @@ def sweep(
         strategy=strategy,
         groups=groups,
         compiled=[e for program in loop.programs for e in program.executables],
+    )
+
+
+def _checkpointer(checkpoint_dir, resume, overwrite, options) -> Checkpointer | None:
+    """The sweep's checkpointer, its folder claimed."""
+    for name, flag in (("resume", resume), ("overwrite", overwrite)):
+        if not isinstance(flag, bool):
+            raise InputError(f"{name}={flag!r}: must be True or False")
+        if flag and checkpoint_dir is None:
+            raise InputError(
+                f"{name}=True needs checkpoint_dir=: the folder of the run to "
+                f"{'continue' if name == 'resume' else 'replace'}"
+            )
+    if checkpoint_dir is None:
+        return None
+    if not isinstance(checkpoint_dir, (str, os.PathLike)):
+        raise InputError(
+            f"checkpoint_dir={checkpoint_dir!r}: expected a folder path (str or pathlib.Path)"
+        )
+    return Checkpointer(
+        checkpoint_dir,
+        every=options.checkpoint_every,
+        seconds=options.checkpoint_seconds,
+        backend=options.checkpoint_format,
+        resume=resume,
+        overwrite=overwrite,
     )
 
 

@@ -1,5 +1,6 @@
 """Same seed, same machine: the same result, bitwise, in another process."""
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -46,3 +47,31 @@ def test_same_seed_is_bitwise_across_processes(tmp_path):
     for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(second.params), strict=True):
         np.testing.assert_array_equal(a, b)
     assert np.isfinite(first.history["val_loss"]).all()
+
+
+@pytest.mark.slow
+def test_reproducibility_script_quick(tmp_path):
+    """The README's tolerances come from benchmarks/reproducibility.py: its quick mode
+    runs, the same call is bitwise, and every way of running agrees to float rounding."""
+    out = tmp_path / "reproducibility.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "reproducibility.py"),
+            "--quick",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert results["same call again"]["params"]["bitwise"]
+    assert len(results) == 7
+    for name, difference in results.items():
+        for what in ("params", "val_loss"):
+            assert difference[what]["max_rel"] < 1e-4, (name, what, difference[what])

@@ -105,6 +105,17 @@ def test_checkpoint_every_and_keep_two(tmp_path):
     ]
 
 
+def test_checkpoint_seconds_writes_when_due_and_always_at_the_end(tmp_path):
+    options = jaxgd.SweepOptions(checkpoint_seconds=1e9, checkpoint_format="npz")
+    jaxgd.sweep(
+        problem, data, space=SPACE, epochs=3, checkpoint_dir=tmp_path / "c", options=options
+    )
+    assert sorted(p.name for p in (tmp_path / "c").glob("ckpt-*")) == [
+        "ckpt-00000003.json",
+        "ckpt-00000003.npz",
+    ]
+
+
 def test_auto_format_is_orbax_when_installed_else_npz(tmp_path, monkeypatch):
     kwargs = dict(space=list(SPACE)[:2], epochs=2, options=jaxgd.SweepOptions(checkpoint_every=1))
     jaxgd.sweep(problem, data, checkpoint_dir=tmp_path / "orbax", **kwargs)
@@ -152,10 +163,17 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, checkpoi
 
 
 def leftovers(folder: pathlib.Path) -> list[str]:
+    """Temporary files, and checkpoint steps written in part (an npz without its JSON)."""
     return [
         str(p)
         for p in folder.rglob("*")
-        if p.name.startswith(".tmp-") or "orbax-checkpoint-tmp" in p.name
+        if p.name.startswith(".tmp-")
+        or "orbax-checkpoint-tmp" in p.name
+        or (
+            p.suffix == ".npz"
+            and p.name.startswith("ckpt-")
+            and not p.with_suffix(".json").exists()
+        )
     ]
 
 
@@ -193,7 +211,8 @@ def kill_moments(rng: np.random.Generator) -> list[str]:
 @pytest.mark.slow
 def test_kill_test(tmp_path):
     """SIGKILL the sweep at ten moments, resuming each time: the saved result is bitwise
-    the uninterrupted run's, and no temporary file is left."""
+    the uninterrupted run's, and no temporary file is left. Then twice more with orbax
+    checkpoints (the reference's were npz: the format does not change the result)."""
     clean = worker(tmp_path, "clean")
     assert clean.returncode == 0, clean.stderr[-3000:]
     reference = jaxgd.SweepResult.load(tmp_path / "clean" / "result")
@@ -209,3 +228,12 @@ def test_kill_test(tmp_path):
     resumed = jaxgd.SweepResult.load(tmp_path / "killed" / "result")
     assert_bitwise(reference, resumed)
     assert leftovers(tmp_path / "killed") == []
+
+    # The orbax format across processes: killed while training and before a checkpoint.
+    for moment in ("chunk:2", "checkpoint:3"):
+        attempt = worker(tmp_path, "orbax", kill_at=moment, checkpoint_format="orbax")
+        assert attempt.returncode == -signal.SIGKILL, (moment, attempt.stderr[-3000:])
+    last = worker(tmp_path, "orbax", checkpoint_format="orbax")
+    assert last.returncode == 0, last.stderr[-3000:]
+    assert_bitwise(reference, jaxgd.SweepResult.load(tmp_path / "orbax" / "result"))
+    assert leftovers(tmp_path / "orbax") == []

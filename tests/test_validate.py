@@ -205,6 +205,8 @@ CASES = [
     ("callback-not-callback", case(callbacks=[print]), r"not a jaxgd.Callback"),
     ("divergence-not-above-one", case(divergence=0.5), r"divergence=0.5"),
     ("divergence-not-number", case(divergence="big"), r"divergence='big'"),
+    ("resume-without-folder", case(resume=True), r"resume=True needs checkpoint_dir="),
+    ("checkpoint-dir-not-a-path", case(checkpoint_dir=3), r"checkpoint_dir=3: expected a folder"),
 ]
 
 
@@ -296,6 +298,15 @@ def test_overwrite_removes_only_jaxgd_files(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == [".jaxgd-files", "notes.txt"]
 
 
+def test_results_of_an_older_jaxgd_count_as_a_run(tmp_path):
+    (tmp_path / "results.csv").write_text("old")  # a demo folder from before the manifest
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(jaxgd.InputError, match=r"holds another run's files \(results.csv\)"):
+        jaxgd._io.prepare_output_dir(tmp_path)
+    jaxgd._io.prepare_output_dir(tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".jaxgd-files", "notes.txt"]
+
+
 def test_a_folder_of_other_files_is_not_a_run(tmp_path):
     (tmp_path / "data.csv").write_text("mine")
     jaxgd._io.prepare_output_dir(tmp_path)
@@ -337,6 +348,24 @@ def test_resume_refuses_a_different_sweep_naming_what_differs(tmp_path):
         jaxgd.sweep(**other, resume=True, options=options)
 
 
+def test_optimizer_refuses_a_range_that_is_not_an_interval():
+    with pytest.raises(jaxgd.InputError, match=r"ranges=\{'b1': '0-1'\}: write an interval"):
+        jaxgd.optimizer(optax.lion, ranges={"b1": "0-1"})
+
+
+def test_resume_refuses_checkpoints_of_the_other_format(tmp_path):
+    jaxgd.sweep(
+        **case(checkpoint_dir=tmp_path / "ckpt"),
+        options=jaxgd.SweepOptions(checkpoint_format="npz"),
+    )
+    with pytest.raises(jaxgd.InputError, match=r"holds npz checkpoints.*checkpoint_format='npz'"):
+        jaxgd.sweep(
+            **case(checkpoint_dir=tmp_path / "ckpt"),
+            resume=True,
+            options=jaxgd.SweepOptions(checkpoint_format="orbax"),
+        )
+
+
 def test_best_refuses_unknown_metric_mode_and_over(tmp_path):
     result = jaxgd.sweep(**case(validation=None, epochs=1))
     with pytest.raises(jaxgd.InputError, match=r"metric='val_loss' is not recorded"):
@@ -355,6 +384,8 @@ OTHER_CASES = [
     "load-not-a-folder",
     "load-damaged",
     "resume-different-sweep",
+    "resume-other-format",
+    "range-not-an-interval",
     "best-unknown-metric",
     "best-bad-mode",
     "best-bad-over",

@@ -68,8 +68,9 @@ class Checkpointer:
 
     Args:
         folder: the checkpoint folder (claimed with ``prepare_output_dir``).
-        fingerprint: ``{part: value}`` of the resolved plan and data; a resumed folder
-            must match it part by part.
+        fingerprint: ``{part: digest}`` of the resolved plan and data (may be set after
+            the folder is claimed, before the first read or write); a resumed folder must
+            match it part by part.
         every: write after every ``every`` chunks (and after the last).
         seconds: if set, write at the first chunk boundary at least this many seconds
             after the last write instead.
@@ -82,7 +83,7 @@ class Checkpointer:
         self,
         folder: str | os.PathLike,
         *,
-        fingerprint: dict[str, Any],
+        fingerprint: dict[str, Any] | None = None,
         every: int = 1,
         seconds: float | None = None,
         backend: str = "auto",
@@ -99,9 +100,13 @@ class Checkpointer:
         elif backend == "orbax":
             _orbax()  # missing: say so now, before anything is written or trained
         self.folder = prepare_output_dir(folder, overwrite=overwrite, resume=resume)
-        self.fingerprint = fingerprint
+        self.fingerprint = fingerprint or {}
         self.every, self.seconds = every, seconds
         self.resume = resume
+        for name in os.listdir(self.folder):  # a step killed between its npz and its JSON
+            if name.startswith("ckpt-") and name.endswith(".npz"):
+                if not os.path.exists(os.path.join(self.folder, name[:-4] + ".json")):
+                    os.unlink(os.path.join(self.folder, name))
         self._orbax = None
         self._chunks = 0
         self._last_write = time.perf_counter()
