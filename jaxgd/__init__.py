@@ -2,6 +2,7 @@
 
 from . import plots as plots
 from . import problems as problems
+from . import science as science
 from .core.compile import compile_count as compile_count
 from .data import BatchPlan as BatchPlan
 from .data import split as split
@@ -59,6 +60,7 @@ __all__ = [
     "plots",
     "problems",
     "sample",
+    "science",
     "split",
     "sweep",
     "uniform",

@@ -17,6 +17,7 @@ import numpy as np
 
 from .configs import ResolvedConfig, resolve_configs
 from .core.blocks import default_config_block, footprint
+from .core.step import measurement_probes
 from .data import BatchPlan, as_dataset, num_examples, split
 from .optimizers import Optimizer
 from .options import SweepOptions
@@ -62,6 +63,7 @@ def sweep(
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
     options: SweepOptions | None = None,
+    measure: Sequence[str] = (),
 ) -> SweepResult:
     """Train every config of ``space`` on ``data`` for ``epochs`` epochs.
 
@@ -84,6 +86,8 @@ def sweep(
         progress: shorthand for adding ``jaxgd.Progress()`` (needs ``jaxgd[progress]``
             on a terminal).
         options: engine settings (``jaxgd.SweepOptions``): strategy, chunking, blocks.
+        measure: per-step measurements added to the history; ``["noise_scale"]`` adds
+            ``grad_sq_norm``, ``grad_trace`` and ``b_simple`` per epoch (``jaxgd.science``).
 
     A config's ``batch_size`` may be a ``BatchSchedule``; a config's ``norm_test`` key
     (θ) turns on the adaptive batch size of Byrd et al. 2012 for it.
@@ -110,6 +114,7 @@ def sweep(
             f"epochs_per_chunk={options.epochs_per_chunk!r}: must be a positive divisor of "
             f"epochs={epochs}"
         )
+    probes = measurement_probes(measure)
     callbacks = list(callbacks)
     for callback in callbacks:
         if not isinstance(callback, Callback):
@@ -137,6 +142,7 @@ def sweep(
             drop_last=drop_last,
             epochs_per_chunk=options.epochs_per_chunk,
             eval_batch_size=options.eval_batch_size,
+            probes=probes,
         )
 
     context = PlanContext(

@@ -4,6 +4,11 @@
 
 A step returns sums (not means) of what it measured, so that an epoch's mean over its
 examples is exact whatever the batch size and however the last batch was padded.
+
+``sweep(measure=[...])`` names the probes (``MEASUREMENTS``): "noise_scale" is
+``GradientNoise``, the gradient noise scale's two unbiased statistics per step, which
+the norm test of the accumulate strategy computes with the same algebra
+(``sample_noise``).
 """
 
 from __future__ import annotations
@@ -15,10 +20,23 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ..errors import InputError
 from ..problem import Problem, example_losses, masked_mean, per_example_gradients
 from .state import TrainState, apply_gradient
 
-__all__ = ["StepMetrics", "Probe", "GradientSquaredNorms", "train_step", "zero_metrics"]
+__all__ = [
+    "StepMetrics",
+    "Probe",
+    "GradientSquaredNorms",
+    "GradientNoise",
+    "MEASUREMENTS",
+    "measurement_probes",
+    "probe_names",
+    "two_batch_estimate",
+    "sample_noise",
+    "train_step",
+    "zero_metrics",
+]
 
 PyTree = Any
 
@@ -48,7 +66,7 @@ class GradientSquaredNorms:
     (Byrd et al. 2012) and the gradient noise scale (McCandlish et al. 2018,
     arXiv:1812.06162) compare with the norm of the batch gradient."""
 
-    name = "grad_sq_norm"
+    name = "example_grad_sq_norm"
 
     def __call__(self, problem, params, batch, mask):
         grads = per_example_gradients(problem.loss, params, batch)
@@ -64,10 +82,166 @@ class GradientSquaredNorms:
         return hash(type(self))
 
 
+def two_batch_estimate(sq_norm_small, sq_norm_big, b_small, b_big):
+    """Unbiased |G|² and tr Σ from squared gradient norms at two batch sizes.
+
+    With E|G_B|² = |G|² + tr Σ / B for the mean gradient of B independent examples:
+
+        |G|² = (B_big |G_big|² − B_small |G_small|²) / (B_big − B_small)
+        S    = (|G_small|² − |G_big|²) / (1/B_small − 1/B_big)
+
+    At B_small = 1 (per-example norms) and B_big = n this is the sample variance with
+    Bessel's correction, S = Σ||g_i − ḡ||² / (n − 1). Works on NumPy and JAX arrays.
+
+    Args:
+        sq_norm_small, sq_norm_big: |G_small|², |G_big|² (or their averages over steps).
+        b_small, b_big: the two batch sizes, ``b_small < b_big``.
+
+    Returns:
+        ``(g2, trace)``: the estimates of |G|² and tr Σ; B_simple = trace / g2.
+
+    Example:
+        >>> two_batch_estimate(5.0, 2.0, 1, 4)  # |G|² = 1, tr Σ = 4 give 5 and 2
+        (1.0, 4.0)
+
+    References:
+        McCandlish, Kaplan, Amodei et al. (2018), "An Empirical Model of Large-Batch
+        Training", arXiv:1812.06162, Appendix A.1.
+    """
+    g2 = (b_big * sq_norm_big - b_small * sq_norm_small) / (b_big - b_small)
+    trace = (sq_norm_small - sq_norm_big) / (1 / b_small - 1 / b_big)
+    return g2, trace
+
+
+def sample_noise(mean_sq, sq_norm_sum, count):
+    """``(g2, trace)`` of one batch from its per-example gradients: ``mean_sq`` = ||ḡ||²
+    of the mean gradient, ``sq_norm_sum`` = Σ_i ||g_i||², ``count`` = n real examples.
+
+        tr Σ = (Σ_i ||g_i||² − n ||ḡ||²) / (n − 1),    |G|² = ||ḡ||² − tr Σ / n
+
+    ``two_batch_estimate`` at B_small = 1, B_big = n, written so that n = 1 gives 0
+    rather than 0/0 (the norm test and ``GradientNoise`` in the accumulate strategy both
+    use it).
+    """
+    trace = (sq_norm_sum - count * mean_sq) / jnp.maximum(count - 1, 1)
+    return mean_sq - trace / count, trace
+
+
+def _tree_dot(a: PyTree, b: PyTree) -> jax.Array:
+    return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+class GradientNoise:
+    """The gradient noise scale measured in every step, from the batch's two halves.
+
+    The step computes its gradient as the sums over two interleaved halves of the batch
+    (even and odd positions, ``n_a`` and ``n_b`` real examples), which cost what the
+    whole batch's gradient costs; their means g_a, g_b are independent, so
+
+        |G|² ≈ g_a · g_b,    tr Σ ≈ ||g_a − g_b||² / (1/n_a + 1/n_b)
+
+    are unbiased (with n_a = n_b = B/2 this is ``two_batch_estimate`` at B_small = B/2,
+    B_big = B). A step records ``n · estimate`` under ``grad_sq_norm`` and ``grad_trace``,
+    so the epoch's history holds their example-weighted means, and ``b_simple`` =
+    Σ tr / Σ |G|², the ratio of the averages (``jaxgd.science``). A batch with fewer than
+    two real examples has no estimate and adds nothing (at batch size 1: NaN).
+
+    References:
+        McCandlish, Kaplan, Amodei et al. (2018), arXiv:1812.06162, Appendix A.1.
+    """
+
+    names = ("grad_sq_norm", "grad_trace")
+
+    def __eq__(self, other):
+        return type(other) is type(self)
+
+    def __hash__(self):
+        return hash(type(self))
+
+
+MEASUREMENTS: dict[str, tuple[Any, ...]] = {"noise_scale": (GradientNoise(),)}
+"""What ``sweep(measure=[...])`` accepts, and the probes each name adds."""
+
+
+def measurement_probes(measure: Sequence[str]) -> tuple[Any, ...]:
+    """The probes for ``sweep(measure=...)``; refuses unknown names."""
+    if isinstance(measure, str) or not all(isinstance(name, str) for name in measure):
+        raise InputError(
+            f"measure={measure!r}: expected a list of names from {sorted(MEASUREMENTS)}, "
+            'e.g. measure=["noise_scale"]'
+        )
+    unknown = [name for name in measure if name not in MEASUREMENTS]
+    if unknown:
+        raise InputError(
+            f"measure={list(measure)!r}: unknown {unknown}; choose from {sorted(MEASUREMENTS)}"
+        )
+    probes = dict.fromkeys(p for name in measure for p in MEASUREMENTS[name])
+    return tuple(probes)
+
+
+def probe_names(probe: Any) -> tuple[str, ...]:
+    """The history entries a probe fills."""
+    return tuple(getattr(probe, "names", (getattr(probe, "name", None),)))
+
+
 def zero_metrics(shape: tuple[int, ...], probes: Sequence[Probe] = ()) -> StepMetrics:
     """Sums of zero with leading axes ``shape``: the start of an epoch's accumulation."""
     zero = jnp.zeros(shape, jnp.result_type(float))
-    return StepMetrics(zero, zero, {probe.name: zero for probe in probes})
+    return StepMetrics(zero, zero, {name: zero for probe in probes for name in probe_names(probe)})
+
+
+def _halves(tree: PyTree) -> PyTree:
+    """``[B, ...]`` leaves to ``[2, ⌈B/2⌉, ...]``: even positions, then odd ones (an odd
+    batch is padded with its first example, masked out by the caller)."""
+
+    def split(leaf):
+        if leaf.shape[0] % 2:
+            leaf = jnp.concatenate([leaf, leaf[:1]])
+        return jnp.swapaxes(leaf.reshape(leaf.shape[0] // 2, 2, *leaf.shape[1:]), 0, 1)
+
+    return jax.tree.map(split, tree)
+
+
+def _split_gradient(problem: Problem, params: PyTree, batch: PyTree, mask: jax.Array):
+    """The batch's mean loss, loss sum and mean gradient, computed over its two halves,
+    and ``GradientNoise``'s sums ``{grad_sq_norm, grad_trace}``."""
+    if mask.shape[0] % 2:
+        mask = jnp.concatenate([mask, jnp.zeros((1,), bool)])
+    half_batch, half_mask = _halves(batch), _halves(mask)
+
+    def half_sums(params, batch, mask):
+        losses = example_losses(problem.loss, params, batch)
+        return jnp.sum(jnp.where(mask, losses, 0))
+
+    loss_sums, grad_sums = jax.vmap(jax.value_and_grad(half_sums), in_axes=(None, 0, 0))(
+        params, half_batch, half_mask
+    )
+    counts = jnp.sum(half_mask.astype(loss_sums.dtype), axis=1)
+    count = counts[0] + counts[1]
+    safe = jnp.maximum(count, jnp.ones_like(count))
+    loss_sum = loss_sums[0] + loss_sums[1]
+    grads = jax.tree.map(lambda g: (g[0] + g[1]) / safe, grad_sums)
+    half_means = jax.tree.map(
+        lambda g: g / jnp.maximum(counts, 1).reshape((2,) + (1,) * (g.ndim - 1)), grad_sums
+    )
+    first = jax.tree.map(lambda g: g[0], half_means)
+    second = jax.tree.map(lambda g: g[1], half_means)
+    difference = optax.tree.sub(first, second)
+    g2 = _tree_dot(first, second)
+    trace = _tree_dot(difference, difference) / (
+        1 / jnp.maximum(counts[0], 1) + 1 / jnp.maximum(counts[1], 1)
+    )
+    measured = (counts[0] > 0) & (counts[1] > 0)
+    if mask.shape[0] < 3:  # batch size 1: never two halves
+        nothing = jnp.full_like(count, jnp.nan)
+        sums = {"grad_sq_norm": nothing, "grad_trace": nothing}
+    else:
+        zero = jnp.zeros_like(count)
+        sums = {
+            "grad_sq_norm": jnp.where(measured, count * g2, zero),
+            "grad_trace": jnp.where(measured, count * trace, zero),
+        }
+    return loss_sum / safe, loss_sum, grads, sums
 
 
 def train_step(
@@ -82,14 +256,24 @@ def train_step(
     """One mini-batch update: g = ∇ [Σ m_i ℓ(θ, x_i) / Σ m_i], then the optimizer's update.
 
     Returns the new state and the batch's sums measured *before* the update, from which
-    the epoch's mean training loss is the usual running average.
+    the epoch's mean training loss is the usual running average. With a ``GradientNoise``
+    probe the gradient is summed over the batch's two halves (the same arithmetic up to
+    float summation order).
     """
 
-    def loss_and_sum(params):
-        losses = example_losses(problem.loss, params, batch)
-        return masked_mean(losses, mask), jnp.sum(jnp.where(mask, losses, 0))
+    noise = [probe for probe in probes if isinstance(probe, GradientNoise)]
+    measured = {}
+    if noise:
+        loss, loss_sum, grads, measured = _split_gradient(problem, state.params, batch, mask)
+    else:
 
-    (loss, loss_sum), grads = jax.value_and_grad(loss_and_sum, has_aux=True)(state.params)
+        def loss_and_sum(params):
+            losses = example_losses(problem.loss, params, batch)
+            return masked_mean(losses, mask), jnp.sum(jnp.where(mask, losses, 0))
+
+        (loss, loss_sum), grads = jax.value_and_grad(loss_and_sum, has_aux=True)(state.params)
     count = jnp.sum(mask.astype(loss.dtype))
-    measured = {probe.name: probe(problem, state.params, batch, mask) for probe in probes}
+    for probe in probes:
+        if not isinstance(probe, GradientNoise):
+            measured[probe.name] = probe(problem, state.params, batch, mask)
     return apply_gradient(state, grads, loss, tx), StepMetrics(loss_sum, count, measured)

@@ -40,7 +40,7 @@ from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
 from ..core.layout import SeedLayout, bucket_width
 from ..core.state import TrainState, apply_gradient, init_states, stop_where
-from ..core.step import GradientSquaredNorms, StepMetrics
+from ..core.step import GradientNoise, GradientSquaredNorms, StepMetrics, sample_noise
 from ..data import BatchPlan, batch_indices, take
 from ..problem import example_losses
 from .base import PlanContext, Program, ProgramSpec, by_optimizer
@@ -66,7 +66,7 @@ class AccumulateState(NamedTuple):
         train: the ``TrainState``.
         grad_sum: Σ of the per-example gradients of the current batch so far.
         loss_sum, count: Σ of their losses and how many real examples.
-        sq_norm_sum: Σ ||g_j||² of the per-example gradients (norm test only).
+        sq_norm_sum: Σ ||g_j||² of the per-example gradients (norm test and noise scale).
         micro: micro-batches accumulated in the current batch.
         multiple: k, micro-batches per batch: the batch size in force is k·m.
         limit: examples of the epoch this config uses (fewer with drop_last).
@@ -101,11 +101,12 @@ def norm_test_multiple(grad_sum, sq_norm_sum, count, theta, micro_size, max_mult
     """The batch multiple the norm test asks for after a batch of ``count`` examples.
 
     With g the batch mean gradient and V = (Σ||g_j||² − |S| ||g||²)/(|S| − 1) the sample
-    variance, the batch is large enough when V/|S| ≤ θ² ||g||²; otherwise the next batch
-    has ⌈V / (θ² ||g||²)⌉ examples, rounded up to the micro-batch grid and capped.
+    variance (``core.step.sample_noise``'s tr Σ, which ``GradientNoise`` records), the
+    batch is large enough when V/|S| ≤ θ² ||g||²; otherwise the next batch has
+    ⌈V / (θ² ||g||²)⌉ examples, rounded up to the micro-batch grid and capped.
     """
     mean_sq = sum(jnp.sum((leaf / count) ** 2) for leaf in jax.tree.leaves(grad_sum))
-    variance = (sq_norm_sum - count * mean_sq) / jnp.maximum(count - 1, 1)
+    _, variance = sample_noise(mean_sq, sq_norm_sum, count)  # the noise scale's tr Σ
     threshold = theta**2 * mean_sq
     passes = variance / count <= threshold
     wanted = jnp.ceil(variance / jnp.maximum(threshold, jnp.finfo(threshold.dtype).tiny))
@@ -136,7 +137,8 @@ def accumulate_step(
     loss_sum, grads = jax.value_and_grad(loss_sum_fn)(params)
     count = jnp.sum(mask.astype(loss_sum.dtype))
     sq_norm_sum = state.sq_norm_sum
-    if settings.norm_test:
+    noise = GradientNoise() in settings.probes
+    if settings.norm_test or noise:
         sq_norm_sum = sq_norm_sum + GradientSquaredNorms()(problem, params, batch, mask)
 
     grad_sum = optax.tree.add(state.grad_sum, grads)
@@ -148,6 +150,15 @@ def accumulate_step(
     train = apply_gradient(
         state.train, mean_grads, total_loss / safe_count, tx, apply, keep_optimizer_state=True
     )
+
+    measured = {}
+    if noise:  # per-example norms: B_small = 1, B_big = the batch (core.step.sample_noise)
+        mean_sq = sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(mean_grads))
+        g2, trace = sample_noise(mean_sq, sq_norm_sum, safe_count)
+        weight = jnp.where(apply & (total_count > 1), total_count, jnp.zeros_like(total_count))
+        single = apply & (state.multiple * settings.micro_size < 2)  # batch size 1: no estimate
+        weight = jnp.where(single, jnp.full_like(weight, jnp.nan), weight)
+        measured = {"grad_sq_norm": weight * g2, "grad_trace": weight * trace}
 
     multiple = state.multiple
     if settings.norm_test:
@@ -176,7 +187,7 @@ def accumulate_step(
         limit=state.limit,
         theta=state.theta,
     )
-    return new_state, StepMetrics(loss_sum, count, {})
+    return new_state, StepMetrics(loss_sum, count, measured)
 
 
 def _start_epoch(state: AccumulateState, multiple: jax.Array, settings: AccumulateSettings):
