@@ -34,6 +34,10 @@ __all__ = [
     "probe_names",
     "two_batch_estimate",
     "sample_noise",
+    "grouped_noise",
+    "noise_sums",
+    "HalfSums",
+    "half_sums",
     "train_step",
     "zero_metrics",
 ]
@@ -134,17 +138,19 @@ def _tree_dot(a: PyTree, b: PyTree) -> jax.Array:
 class GradientNoise:
     """The gradient noise scale measured in every step, from the batch's two halves.
 
-    The step computes its gradient as the sums over two interleaved halves of the batch
-    (even and odd positions, ``n_a`` and ``n_b`` real examples), which cost what the
-    whole batch's gradient costs; their means g_a, g_b are independent, so
+    The step computes its gradient as the sums s_a, s_b over two interleaved halves of
+    the batch (even and odd positions, n_a + n_b = n real examples; ``half_sums``), which
+    costs what the whole batch's gradient costs, and from them (``grouped_noise``, H = 2)
 
-        |G|² ≈ g_a · g_b,    tr Σ ≈ ||g_a − g_b||² / (1/n_a + 1/n_b)
+        tr Σ ≈ ||s_a||²/n_a + ||s_b||²/n_b − ||s_a + s_b||²/n,    |G|² ≈ ||ḡ||² − tr Σ / n
 
-    are unbiased (with n_a = n_b = B/2 this is ``two_batch_estimate`` at B_small = B/2,
-    B_big = B). A step records ``n · estimate`` under ``grad_sq_norm`` and ``grad_trace``,
+    both unbiased: with n_a = n_b = B/2 this is ``two_batch_estimate`` at B_small = B/2,
+    B_big = B. A step records ``n · estimate`` under ``grad_sq_norm`` and ``grad_trace``,
     so the epoch's history holds their example-weighted means, and ``b_simple`` =
     Σ tr / Σ |G|², the ratio of the averages (``jaxgd.science``). A batch with fewer than
-    two real examples has no estimate and adds nothing (at batch size 1: NaN).
+    two real examples has no estimate and adds nothing (at batch size 1: NaN). The
+    accumulate strategy sums the same groups over a batch's micro-batches, or uses
+    per-example gradients when the norm test computes them anyway.
 
     References:
         McCandlish, Kaplan, Amodei et al. (2018), arXiv:1812.06162, Appendix A.1.
@@ -202,46 +208,70 @@ def _halves(tree: PyTree) -> PyTree:
     return jax.tree.map(split, tree)
 
 
-def _split_gradient(problem: Problem, params: PyTree, batch: PyTree, mask: jax.Array):
-    """The batch's mean loss, loss sum and mean gradient, computed over its two halves,
-    and ``GradientNoise``'s sums ``{grad_sq_norm, grad_trace}``."""
+class HalfSums(NamedTuple):
+    """A batch's sums over its two interleaved halves (``half_sums``).
+
+    Attributes:
+        loss_sum: Σ m_i ℓ_i over the batch; ``grad_sum``: Σ m_i ∇ℓ_i; ``count``: Σ m_i.
+        group_sq: Σ_h ||s_h||² / n_h over the non-empty halves h (s_h: the half's gradient
+            sum, n_h its real examples); ``groups``: how many halves are non-empty.
+    """
+
+    loss_sum: jax.Array
+    grad_sum: PyTree
+    count: jax.Array
+    group_sq: jax.Array
+    groups: jax.Array
+
+
+def half_sums(problem: Problem, params: PyTree, batch: PyTree, mask: jax.Array) -> HalfSums:
+    """The batch's loss and gradient sums computed as those of its two halves (even and
+    odd positions: a partial batch's real examples split evenly), what ``grouped_noise``
+    needs besides. Costs what the batch's gradient costs, in two half-size pieces."""
     if mask.shape[0] % 2:
         mask = jnp.concatenate([mask, jnp.zeros((1,), bool)])
     half_batch, half_mask = _halves(batch), _halves(mask)
 
-    def half_sums(params, batch, mask):
+    def masked_sum(params, batch, mask):
         losses = example_losses(problem.loss, params, batch)
         return jnp.sum(jnp.where(mask, losses, 0))
 
-    loss_sums, grad_sums = jax.vmap(jax.value_and_grad(half_sums), in_axes=(None, 0, 0))(
+    loss_sums, grad_sums = jax.vmap(jax.value_and_grad(masked_sum), in_axes=(None, 0, 0))(
         params, half_batch, half_mask
     )
     counts = jnp.sum(half_mask.astype(loss_sums.dtype), axis=1)
-    count = counts[0] + counts[1]
-    safe = jnp.maximum(count, jnp.ones_like(count))
-    loss_sum = loss_sums[0] + loss_sums[1]
-    grads = jax.tree.map(lambda g: (g[0] + g[1]) / safe, grad_sums)
-    half_means = jax.tree.map(
-        lambda g: g / jnp.maximum(counts, 1).reshape((2,) + (1,) * (g.ndim - 1)), grad_sums
+    sq = sum(jnp.sum(g.reshape(2, -1) ** 2, axis=1) for g in jax.tree.leaves(grad_sums))
+    group_sq = jnp.sum(jnp.where(counts > 0, sq / jnp.maximum(counts, 1), 0))
+    return HalfSums(
+        loss_sum=loss_sums[0] + loss_sums[1],
+        grad_sum=jax.tree.map(lambda g: g[0] + g[1], grad_sums),
+        count=counts[0] + counts[1],
+        group_sq=group_sq,
+        groups=jnp.sum((counts > 0).astype(counts.dtype)),
     )
-    first = jax.tree.map(lambda g: g[0], half_means)
-    second = jax.tree.map(lambda g: g[1], half_means)
-    difference = optax.tree.sub(first, second)
-    g2 = _tree_dot(first, second)
-    trace = _tree_dot(difference, difference) / (
-        1 / jnp.maximum(counts[0], 1) + 1 / jnp.maximum(counts[1], 1)
-    )
-    measured = (counts[0] > 0) & (counts[1] > 0)
-    if mask.shape[0] < 3:  # batch size 1: never two halves
-        nothing = jnp.full_like(count, jnp.nan)
-        sums = {"grad_sq_norm": nothing, "grad_trace": nothing}
-    else:
-        zero = jnp.zeros_like(count)
-        sums = {
-            "grad_sq_norm": jnp.where(measured, count * g2, zero),
-            "grad_trace": jnp.where(measured, count * trace, zero),
-        }
-    return loss_sum / safe, loss_sum, grads, sums
+
+
+def grouped_noise(group_sq, groups, mean_sq, count):
+    """``(g2, trace)`` of a batch of n examples split into H disjoint groups.
+
+        tr Σ = (Σ_h ||s_h||² / n_h − n ||ḡ||²) / (H − 1),    |G|² = ||ḡ||² − tr Σ / n
+
+    (s_h: a group's gradient sum, ḡ the batch's mean gradient) are unbiased, since
+    E ||s_h||²/n_h = n_h |G|² + tr Σ. Per-example groups (H = n) give ``sample_noise``;
+    two halves of B/2 give ``two_batch_estimate`` at B_small = B/2, B_big = B. None when
+    H < 2 (returned as 0 / 1: callers mask it).
+    """
+    trace = (group_sq - count * mean_sq) / jnp.maximum(groups - 1, 1)
+    return mean_sq - trace / count, trace
+
+
+def noise_sums(g2, trace, count, groups, single):
+    """``GradientNoise``'s per-step sums: ``count·g2`` and ``count·trace`` where the batch
+    had two groups, 0 where not, NaN where ``single`` (batch size 1: never two)."""
+    zero = jnp.zeros_like(count)
+    weight = jnp.where(groups >= 2, count, zero)
+    weight = jnp.where(single, jnp.full_like(weight, jnp.nan), weight)
+    return {"grad_sq_norm": weight * g2, "grad_trace": weight * trace}
 
 
 def train_step(
@@ -264,7 +294,13 @@ def train_step(
     noise = [probe for probe in probes if isinstance(probe, GradientNoise)]
     measured = {}
     if noise:
-        loss, loss_sum, grads, measured = _split_gradient(problem, state.params, batch, mask)
+        sums = half_sums(problem, state.params, batch, mask)
+        safe = jnp.maximum(sums.count, jnp.ones_like(sums.count))
+        grads = jax.tree.map(lambda g: g / safe, sums.grad_sum)
+        loss, loss_sum = sums.loss_sum / safe, sums.loss_sum
+        mean_sq = _tree_dot(grads, grads)
+        g2, trace = grouped_noise(sums.group_sq, sums.groups, mean_sq, sums.count)
+        measured = noise_sums(g2, trace, sums.count, sums.groups, mask.shape[0] < 2)
     else:
 
         def loss_and_sum(params):

@@ -49,8 +49,8 @@ class StudySettings:
     target: float = 0.1
     mode: str = "min"
     validation: float = 0.2
-    timing_epochs: int = 2
-    timing_repeats: int = 3
+    timing_epochs: int = 5
+    timing_repeats: int = 5
 
 
 def _pooled_b_simple(result, members, epochs) -> float:
@@ -76,8 +76,10 @@ def batch_size_study(
     (2) ``steps_to_result`` and ``fit_critical_batch``; (3) B_simple averaged over the
     winning configs' epochs up to the target; (4) ``seconds_per_update`` of one config at
     each batch size; (5) ``time_to_target``; (6) the fastest batch size trained again as
-    one config with its winning learning rate, for as many epochs as it needed, its run
-    seconds the measured time-to-target.
+    one config with its winning learning rate, for as many epochs as it needed: the median
+    run seconds of ``timing_repeats`` such runs after a warm-up is the measured
+    time-to-target (compilation excluded, the per-epoch evaluation included, as in the
+    prediction).
 
     Returns:
         The summary (what ``summary.json`` holds).
@@ -138,14 +140,19 @@ def batch_size_study(
         k = int(np.flatnonzero(steps.batch_sizes == ttt.fastest)[0])
         config = dict(result.configs[winners[k]])
         config.pop("optimizer", None)
-        run = sweep(problem, data, space=[config], epochs=int(steps.epochs[k]), **common)
-        again = steps_to_result(run, settings.metric, settings.target, settings.mode)
+        epochs = int(steps.epochs[k])
+        runs = [
+            sweep(problem, data, space=[config], epochs=epochs, **common)
+            for _ in range(settings.timing_repeats + 1)  # the first compiles and warms up
+        ]
+        again = steps_to_result(runs[-1], settings.metric, settings.target, settings.mode)
         measured = {
             "batch_size": ttt.fastest,
             "learning_rate": config["learning_rate"],
-            "epochs": int(steps.epochs[k]),
-            "seconds": run.total_seconds,
-            "compile_seconds": run.total_compile_seconds,
+            "epochs": epochs,
+            "seconds": float(np.median([run.total_seconds for run in runs[1:]])),
+            "seconds_each": [run.total_seconds for run in runs[1:]],
+            "compile_seconds": runs[0].total_compile_seconds,
             "reached_target": bool(again.steps.size),
             "steps": int(again.steps[0]) if again.steps.size else None,
             "predicted_seconds": float(ttt.seconds[k]),
@@ -176,6 +183,8 @@ def batch_size_study(
             "residuals": fit.residuals.tolist(),
         },
         "b_simple_mean_to_target": b_simple,
+        "b_simple_first_epoch_median": _median([r["b_simple_first_epoch"] for r in per_size]),
+        "b_simple_at_target_median": _median([r["b_simple_at_target"] for r in per_size]),
         "b_crit_over_b_simple": (fit.b_crit / b_simple) if fit is not None and b_simple else None,
         "fastest": None if ttt is None else ttt.fastest,
         "fewest_examples": None if ttt is None else ttt.fewest_examples,
@@ -214,6 +223,10 @@ def _write(out, summary, result, steps, fit, ttt, plots: bool) -> None:
                 )
             )
     atomic_write(os.path.join(out, "report.md"), report_markdown(summary, figures))
+
+
+def _median(values) -> float:
+    return float(np.median(values)) if len(values) else math.nan
 
 
 def _plain(value):
@@ -275,6 +288,11 @@ def report_markdown(summary: dict[str, Any], figures: list[str] = ()) -> str:
             else "."
         )
     )
+    lines.append(
+        f"B_simple over training (median over batch sizes): "
+        f"{summary['b_simple_first_epoch_median']:.3g} after epoch 1, "
+        f"{summary['b_simple_at_target_median']:.3g} at the target."
+    )
     m = summary["measured"]
     if m is not None:
         lines += [
@@ -283,7 +301,8 @@ def report_markdown(summary: dict[str, Any], figures: list[str] = ()) -> str:
             f"time); fewest examples: batch size {summary['fewest_examples']}.",
             f"Predicted time-to-target at batch size {m['batch_size']}: "
             f"{m['predicted_seconds']:.3g} s; measured (one config, lr {m['learning_rate']:g}, "
-            f"{m['epochs']} epochs, compile excluded): {m['seconds']:.3g} s, "
+            f"{m['epochs']} epochs, median of {len(m['seconds_each'])} runs, compile "
+            f"excluded): {m['seconds']:.3g} s, "
             f"target {'reached' if m['reached_target'] else 'NOT reached'}"
             + (f" after {m['steps']} updates." if m["steps"] is not None else "."),
         ]
