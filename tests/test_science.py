@@ -394,3 +394,12 @@ def test_readme_example_runs_as_is(tmp_path):
     assert completed.returncode == 0, completed.stderr[-4000:]
     lines = completed.stdout.splitlines()
     assert lines[-2].startswith("{32: ") and ", 128: " in lines[-2]
+
+
+def test_science_command_is_registered(capsys):
+    from jaxgd.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["science", "--help"])
+    assert exit_info.value.code == 0
+    assert "--quick" in capsys.readouterr().out

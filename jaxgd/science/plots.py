@@ -15,6 +15,7 @@ import numpy as np
 
 from .._io import atomic_write, optional_import
 from ..results import SweepResult
+from .noise import noise_scale_ema
 from .steps import CriticalBatchFit, StepsToResult, TimeToTarget
 
 __all__ = ["noise_scale_curves", "steps_to_result_curve", "time_to_target_curve"]
@@ -38,26 +39,38 @@ def _save(figure, path: str | os.PathLike) -> str:
 
 
 def noise_scale_curves(
-    result: SweepResult, path: str | os.PathLike, *, steps: StepsToResult | None = None
+    result: SweepResult,
+    path: str | os.PathLike,
+    *,
+    steps: StepsToResult | None = None,
+    decay: float = 0.8,
 ) -> str:
-    """B_simple per epoch, one line per batch size (needs ``measure=["noise_scale"]``).
+    """B_simple over training, one line per batch size (needs ``measure=["noise_scale"]``).
 
-    With ``steps`` each line is the config that reached the target first at that batch
-    size; otherwise the median over the batch size's configs that trained to the end.
+    Each line is ``noise_scale_ema`` of the epochs' |G|² and tr Σ (the ratio of their
+    bias-corrected running averages: near the optimum |G|² is small and its per-epoch
+    estimate noisy, so per-epoch ratios spike). With ``steps`` each line is the config
+    that reached the target first at that batch size, with a dot where it did; otherwise
+    the median over the batch size's configs that trained to the end.
     """
     if "b_simple" not in result.history:
         raise ValueError('result has no b_simple: sweep with measure=["noise_scale"]')
     figure = _figure((6.4, 4.2))
     ax = figure.subplots()
     sizes = sorted({int(c["batch_size"]) for c in result.configs})
-    cmap = optional_import("matplotlib", extra="plot", feature="jaxgd.science.plots").colormaps[
-        "viridis"
-    ]
+    matplotlib = optional_import("matplotlib", extra="plot", feature="jaxgd.science.plots")
+    cmap = matplotlib.colormaps["viridis"]
+    smoothed = noise_scale_ema(
+        result.history["grad_sq_norm"], result.history["grad_trace"], decay=decay
+    )
+    smoothed = np.where(smoothed > 0, smoothed, np.nan)
     epochs = np.arange(1, result.epochs + 1)
     winners = {} if steps is None else dict(zip(steps.batch_sizes.tolist(), steps.config))
+    reached = {} if steps is None else dict(zip(steps.batch_sizes.tolist(), steps.epochs))
     for k, size in enumerate(sizes):
+        color = cmap(k / max(1, len(sizes) - 1) * 0.9)
         if size in winners:
-            curve = result.history["b_simple"][winners[size]]
+            curve = smoothed[winners[size]]
         else:
             members = [
                 i
@@ -66,12 +79,19 @@ def noise_scale_curves(
             ]
             if not members:
                 continue
-            curve = np.nanmedian(result.history["b_simple"][members], axis=0)
-        ax.plot(epochs, curve, color=cmap(k / max(1, len(sizes) - 1) * 0.9), label=f"B = {size}")
+            with np.errstate(all="ignore"):
+                curve = np.nanmedian(smoothed[members], axis=0)
+        ax.plot(epochs, curve, color=color, label=f"B = {size}")
+        if size in reached:
+            e = int(reached[size])
+            ax.plot(e, curve[e - 1], "o", color=color)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("B_simple = tr Σ / |G|²")
-    ax.set_title("Gradient noise scale over training")
+    title = "Gradient noise scale over training"
+    if steps is not None:
+        title += f" (dots: {steps.metric} {'<' if steps.mode == 'min' else '>'} {steps.target:g})"
+    ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=8, frameon=False)
     return _save(figure, path)
