@@ -30,6 +30,8 @@ __all__ = [
     "GradientSquaredNorms",
     "GradientNoise",
     "MEASUREMENTS",
+    "NOISE_EXAMPLES",
+    "noise_every",
     "measurement_probes",
     "probe_names",
     "two_batch_estimate",
@@ -165,6 +167,19 @@ class GradientNoise:
         return hash(type(self))
 
 
+# Steps measured: one every NOISE_EXAMPLES // B (at least every step). The measuring
+# step writes two parameter-sized gradients per config where the plain step's one fuses
+# into the update, a near-constant cost per step that doubles a small-batch step on the
+# CPU (benchmarks/README.md, "What measure=["noise_scale"] costs"); measuring about every
+# 512 examples keeps it within 1.3x from B = 64 and still gives every epoch estimates.
+NOISE_EXAMPLES = 512
+
+
+def noise_every(batch_size: int) -> int:
+    """Measure the noise scale on every ``noise_every(B)``-th step: max(1, 512 // B)."""
+    return max(1, NOISE_EXAMPLES // int(batch_size))
+
+
 MEASUREMENTS: dict[str, tuple[Any, ...]] = {"noise_scale": (GradientNoise(),)}
 """What ``sweep(measure=[...])`` accepts, and the probes each name adds."""
 
@@ -282,18 +297,21 @@ def train_step(
     problem: Problem,
     tx: optax.GradientTransformation,
     probes: Sequence[Probe] = (),
+    noise_weight: int = 1,
 ) -> tuple[TrainState, StepMetrics]:
     """One mini-batch update: g = ∇ [Σ m_i ℓ(θ, x_i) / Σ m_i], then the optimizer's update.
 
     Returns the new state and the batch's sums measured *before* the update, from which
     the epoch's mean training loss is the usual running average. With a ``GradientNoise``
     probe the gradient is summed over the batch's two halves (the same arithmetic up to
-    float summation order).
+    float summation order) and the noise sums are weighted by ``noise_weight``; with
+    ``noise_weight=0`` the step does not measure (its noise sums are 0): the strategies
+    measure every ``noise_every(batch_size)``-th step with weight ``noise_every``.
     """
 
-    noise = [probe for probe in probes if isinstance(probe, GradientNoise)]
+    noise = any(isinstance(probe, GradientNoise) for probe in probes)
     measured = {}
-    if noise:
+    if noise and noise_weight:
         sums = half_sums(problem, state.params, batch, mask)
         safe = jnp.maximum(sums.count, jnp.ones_like(sums.count))
         grads = jax.tree.map(lambda g: g / safe, sums.grad_sum)
@@ -301,6 +319,7 @@ def train_step(
         mean_sq = _tree_dot(grads, grads)
         g2, trace = grouped_noise(sums.group_sq, sums.groups, mean_sq, sums.count)
         measured = noise_sums(g2, trace, sums.count, sums.groups, mask.shape[0] < 2)
+        measured = {name: noise_weight * value for name, value in measured.items()}
     else:
 
         def loss_and_sum(params):
@@ -308,6 +327,8 @@ def train_step(
             return masked_mean(losses, mask), jnp.sum(jnp.where(mask, losses, 0))
 
         (loss, loss_sum), grads = jax.value_and_grad(loss_and_sum, has_aux=True)(state.params)
+        if noise:  # a step between measured ones
+            measured = dict.fromkeys(GradientNoise.names, jnp.zeros_like(loss_sum))
     count = jnp.sum(mask.astype(loss.dtype))
     for probe in probes:
         if not isinstance(probe, GradientNoise):

@@ -24,7 +24,7 @@ from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
 from ..core.layout import SeedLayout, bucket_width
 from ..core.state import TrainState, stop_where
-from ..core.step import train_step
+from ..core.step import GradientNoise, noise_every, train_step
 from ..data import BatchPlan, batch_indices, take
 from ..schedules import BatchSchedule
 from .base import PlanContext, Program, ProgramSpec, initial_states
@@ -46,10 +46,12 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
     """``epochs_per_chunk`` epochs of every config: states ``[U, M]``, keys ``[U]``."""
     states = stop_where(states, stop)
     plan = settings.plan
+    every = noise_every(plan.batch_size) if GradientNoise() in settings.probes else 1
     step = functools.partial(
         train_step, problem=settings.problem, tx=settings.placeholder_tx(), probes=settings.probes
     )
-    step_all = vmap_configs(step, settings.config_block)
+    step_all = vmap_configs(functools.partial(step, noise_weight=every), settings.config_block)
+    skip_all = vmap_configs(functools.partial(step, noise_weight=0), settings.config_block)
 
     def one_epoch(states, xs):
         epoch, _ = xs
@@ -57,11 +59,16 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
         indices, masks = jax.vmap(functools.partial(batch_indices, plan))(orders)
 
         def one_step(states, xs):
-            step_indices, step_mask = xs
-            return step_all(states, take(train, step_indices), step_mask)
+            step_indices, step_mask, index = xs
+            batch = take(train, step_indices)
+            if every == 1:
+                return step_all(states, batch, step_mask)
+            # the step index is the same for every config: a real branch, not a select
+            return jax.lax.cond(index % every == 0, step_all, skip_all, states, batch, step_mask)
 
+        steps = jnp.arange(plan.steps_per_epoch, dtype=jnp.int32)
         states, metrics = jax.lax.scan(
-            one_step, states, (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1))
+            one_step, states, (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1), steps)
         )
         sums = jax.tree.map(lambda m: m.sum(0), metrics)
         history = epoch_history(

@@ -27,7 +27,7 @@ from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
 from ..core.layout import SeedLayout, bucket_width, host_take
 from ..core.state import TrainState, stop_where
-from ..core.step import train_step, zero_metrics
+from ..core.step import GradientNoise, noise_every, train_step, zero_metrics
 from ..data import take
 from ..schedules import BatchSchedule
 from .base import PlanContext, Program, ProgramSpec, by_optimizer, initial_states
@@ -83,7 +83,13 @@ def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, sett
         train_step, problem=settings.problem, tx=settings.placeholder_tx(), probes=settings.probes
     )
     blocks = settings.config_blocks or (None,) * len(settings.batch_sizes)
-    steps_all = [vmap_configs(step, block) for block in blocks]
+    noise = GradientNoise() in settings.probes
+    every = [noise_every(size) if noise else 1 for size in settings.batch_sizes]
+    steps_all = [
+        vmap_configs(functools.partial(step, noise_weight=k), block)
+        for k, block in zip(every, blocks)
+    ]
+    skips_all = [vmap_configs(functools.partial(step, noise_weight=0), block) for block in blocks]
     outer_size, full_outer = settings.outer_size, settings.full_outer_steps
     length = max(settings.padded_epoch, full_outer * outer_size)
     groups = range(len(settings.batch_sizes))
@@ -97,7 +103,12 @@ def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, sett
             start = offset + s * size
             index = jax.lax.dynamic_slice_in_dim(order, start, size, axis=1)
             mask = jnp.broadcast_to(start + jnp.arange(size) < used, index.shape)
-            return steps_all[group](state, take(train, index), mask)
+            batch = take(train, index)
+            k = every[group]
+            if k == 1:
+                return steps_all[group](state, batch, mask)
+            measure = (start // size) % k == 0  # the step's index in the epoch, as grouped's
+            return jax.lax.cond(measure, steps_all[group], skips_all[group], state, batch, mask)
 
         state, metrics = jax.lax.scan(one_step, state, jnp.arange(count, dtype=jnp.int32))
         return state, jax.tree.map(lambda m: m.sum(0), metrics)
