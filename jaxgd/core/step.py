@@ -147,8 +147,10 @@ class GradientNoise:
         tr Σ ≈ ||s_a||²/n_a + ||s_b||²/n_b − ||s_a + s_b||²/n,    |G|² ≈ ||ḡ||² − tr Σ / n
 
     both unbiased: with n_a = n_b = B/2 this is ``two_batch_estimate`` at B_small = B/2,
-    B_big = B. A step records ``n · estimate`` under ``grad_sq_norm`` and ``grad_trace``,
-    so the epoch's history holds their example-weighted means, and ``b_simple`` =
+    B_big = B. The grouped and nested strategies measure one step in ``noise_every(B)`` =
+    max(1, 512 // B) (the others take the plain gradient); a measured step records
+    ``noise_every(B) · n · estimate`` under ``grad_sq_norm`` and ``grad_trace``, so the
+    epoch's history holds their example-weighted means, and ``b_simple`` =
     Σ tr / Σ |G|², the ratio of the averages (``jaxgd.science``). A batch with fewer than
     two real examples has no estimate and adds nothing (at batch size 1: NaN). The
     accumulate strategy sums the same groups over a batch's micro-batches, or uses

@@ -20,9 +20,9 @@ __all__ = ["FULL", "QUICK", "add_parser", "run"]
 # rate needs about 20 epochs, batch size 8 about 5).
 FULL = StudySettings()
 QUICK = StudySettings(
-    batch_sizes=(16, 64, 256),
+    batch_sizes=(32, 128),
     learning_rates=(0.1, 0.3),
-    epochs=6,
+    epochs=4,
     target=0.6,
     timing_epochs=1,
     timing_repeats=1,
