@@ -154,6 +154,8 @@ def test_adascale_gain_limits_and_the_noise_scale():
 # --- measured during sweeps -------------------------------------------------------------
 
 SWEEP_DATA = regression_data(4096, seed=6, dtype=np.float32)
+# SGD that accepts learning rate 0: the parameters stay where they started
+FROZEN_SGD = jaxgd.optimizer("sgd", ranges={"learning_rate": "[0, inf)"})
 
 
 @functools.cache
@@ -166,6 +168,7 @@ def frozen_sweep(strategy, batch_sizes=(16, 64)):
         PROBLEM,
         SWEEP_DATA,
         space=space,
+        optimizer=FROZEN_SGD,
         epochs=24,
         validation=None,
         measure=["noise_scale"],
@@ -379,7 +382,13 @@ def test_accumulate_with_the_norm_test_shares_its_per_example_norms():
         {"batch_size": 64, "learning_rate": 0.0},
     ]
     result = jaxgd.sweep(
-        PROBLEM, SWEEP_DATA, space=space, epochs=2, validation=None, measure=["noise_scale"]
+        PROBLEM,
+        SWEEP_DATA,
+        space=space,
+        optimizer=FROZEN_SGD,
+        epochs=2,
+        validation=None,
+        measure=["noise_scale"],
     )
     assert result.strategy == "accumulate"
     b_simple = result.history["grad_trace"].mean(1) / result.history["grad_sq_norm"].mean(1)

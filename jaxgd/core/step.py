@@ -22,7 +22,7 @@ import optax
 
 from ..errors import InputError
 from ..problem import Problem, example_losses, masked_mean, per_example_gradients
-from .state import TrainState, apply_gradient
+from .state import DEFAULT_DIVERGENCE, TrainState, apply_gradient
 
 __all__ = [
     "StepMetrics",
@@ -300,6 +300,7 @@ def train_step(
     tx: optax.GradientTransformation,
     probes: Sequence[Probe] = (),
     noise_weight: int = 1,
+    divergence: float = DEFAULT_DIVERGENCE,
 ) -> tuple[TrainState, StepMetrics]:
     """One mini-batch update: g = ∇ [Σ m_i ℓ(θ, x_i) / Σ m_i], then the optimizer's update.
 
@@ -335,4 +336,6 @@ def train_step(
     for probe in probes:
         if not isinstance(probe, GradientNoise):
             measured[probe.name] = probe(problem, state.params, batch, mask)
-    return apply_gradient(state, grads, loss, tx), StepMetrics(loss_sum, count, measured)
+    return apply_gradient(state, grads, loss, tx, divergence=divergence), StepMetrics(
+        loss_sum, count, measured
+    )

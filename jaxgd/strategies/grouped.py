@@ -48,7 +48,11 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
     plan = settings.plan
     every = noise_every(plan.batch_size) if GradientNoise() in settings.probes else 1
     step = functools.partial(
-        train_step, problem=settings.problem, tx=settings.placeholder_tx(), probes=settings.probes
+        train_step,
+        problem=settings.problem,
+        tx=settings.placeholder_tx(),
+        probes=settings.probes,
+        divergence=settings.divergence,
     )
     step_all = vmap_configs(functools.partial(step, noise_weight=every), settings.config_block)
     skip_all = vmap_configs(functools.partial(step, noise_weight=0), settings.config_block)
