@@ -31,6 +31,7 @@ __all__ = [
     "GradientNoise",
     "MEASUREMENTS",
     "NOISE_EXAMPLES",
+    "EVERY_STEP_FROM",
     "noise_every",
     "measurement_probes",
     "probe_names",
@@ -147,8 +148,9 @@ class GradientNoise:
         tr Σ ≈ ||s_a||²/n_a + ||s_b||²/n_b − ||s_a + s_b||²/n,    |G|² ≈ ||ḡ||² − tr Σ / n
 
     both unbiased: with n_a = n_b = B/2 this is ``two_batch_estimate`` at B_small = B/2,
-    B_big = B. The grouped and nested strategies measure one step in ``noise_every(B)`` =
-    max(1, 512 // B) (the others take the plain gradient); a measured step records
+    B_big = B. The grouped and nested strategies measure one step in ``noise_every(B)``
+    (every step from B = 256, else one in 512 // B, its halves' gradient computed besides
+    the plain one); a measured step records
     ``noise_every(B) · n · estimate`` under ``grad_sq_norm`` and ``grad_trace``, so the
     epoch's history holds their example-weighted means, and ``b_simple`` =
     Σ tr / Σ |G|², the ratio of the averages (``jaxgd.science``). A batch with fewer than
@@ -169,17 +171,21 @@ class GradientNoise:
         return hash(type(self))
 
 
-# Steps measured: one every NOISE_EXAMPLES // B (at least every step). The measuring
-# step writes two parameter-sized gradients per config where the plain step's one fuses
-# into the update, a near-constant cost per step that doubles a small-batch step on the
-# CPU (benchmarks/README.md, "What measure=["noise_scale"] costs"); measuring about every
-# 512 examples keeps it within 1.3x from B = 64 and still gives every epoch estimates.
+# Steps measured. Measuring every step takes the gradient as its two halves' (the same
+# FLOPs), but writes two parameter-sized gradients per config where the plain step's one
+# fuses into the update: a near-constant cost per step, 2x at B = 64 on the CPU
+# (benchmarks/README.md, "What measure=["noise_scale"] costs"), 1.3x from B = 256.
+# Below EVERY_STEP_FROM, one step in NOISE_EXAMPLES // B measures (about once per 512
+# examples), with the halves' gradient computed besides the plain one.
 NOISE_EXAMPLES = 512
+EVERY_STEP_FROM = 256
 
 
 def noise_every(batch_size: int) -> int:
-    """Measure the noise scale on every ``noise_every(B)``-th step: max(1, 512 // B)."""
-    return max(1, NOISE_EXAMPLES // int(batch_size))
+    """Measure the noise scale on one step in ``noise_every(B)``: every step from B = 256,
+    else one in 512 // B."""
+    batch_size = int(batch_size)
+    return 1 if batch_size >= EVERY_STEP_FROM else max(1, NOISE_EXAMPLES // batch_size)
 
 
 MEASUREMENTS: dict[str, tuple[Any, ...]] = {"noise_scale": (GradientNoise(),)}
@@ -291,6 +297,13 @@ def noise_sums(g2, trace, count, groups, single):
     return {"grad_sq_norm": weight * g2, "grad_trace": weight * trace}
 
 
+def _noise_from(sums: HalfSums, mean_grads: PyTree, single: bool) -> dict[str, jax.Array]:
+    g2, trace = grouped_noise(
+        sums.group_sq, sums.groups, _tree_dot(mean_grads, mean_grads), sums.count
+    )
+    return noise_sums(g2, trace, sums.count, sums.groups, single)
+
+
 def train_step(
     state: TrainState,
     batch: PyTree,
@@ -299,7 +312,8 @@ def train_step(
     problem: Problem,
     tx: optax.GradientTransformation,
     probes: Sequence[Probe] = (),
-    noise_weight: int = 1,
+    noise_every: int = 1,
+    measure_now: jax.Array | bool = True,
     divergence: float = DEFAULT_DIVERGENCE,
 ) -> tuple[TrainState, StepMetrics]:
     """One mini-batch update: g = ∇ [Σ m_i ℓ(θ, x_i) / Σ m_i], then the optimizer's update.
@@ -307,22 +321,20 @@ def train_step(
     Returns the new state and the batch's sums measured *before* the update, from which
     the epoch's mean training loss is the usual running average. With a ``GradientNoise``
     probe the gradient is summed over the batch's two halves (the same arithmetic up to
-    float summation order) and the noise sums are weighted by ``noise_weight``; with
-    ``noise_weight=0`` the step does not measure (its noise sums are 0): the strategies
-    measure every ``noise_every(batch_size)``-th step with weight ``noise_every``.
+    float summation order). With ``noise_every`` = k > 1 the step takes the plain gradient
+    and, where ``measure_now`` (a scalar the same for all configs, so a real branch: the
+    strategies pass ``index % k == 0``), the halves' gradient besides, its noise sums
+    weighted by k; elsewhere they are 0.
     """
 
     noise = any(isinstance(probe, GradientNoise) for probe in probes)
     measured = {}
-    if noise and noise_weight:
+    if noise and noise_every == 1:  # every step: the halves give the update too
         sums = half_sums(problem, state.params, batch, mask)
         safe = jnp.maximum(sums.count, jnp.ones_like(sums.count))
         grads = jax.tree.map(lambda g: g / safe, sums.grad_sum)
         loss, loss_sum = sums.loss_sum / safe, sums.loss_sum
-        mean_sq = _tree_dot(grads, grads)
-        g2, trace = grouped_noise(sums.group_sq, sums.groups, mean_sq, sums.count)
-        measured = noise_sums(g2, trace, sums.count, sums.groups, mask.shape[0] < 2)
-        measured = {name: noise_weight * value for name, value in measured.items()}
+        measured = _noise_from(sums, grads, mask.shape[0] < 2)
     else:
 
         def loss_and_sum(params):
@@ -330,8 +342,19 @@ def train_step(
             return masked_mean(losses, mask), jnp.sum(jnp.where(mask, losses, 0))
 
         (loss, loss_sum), grads = jax.value_and_grad(loss_and_sum, has_aux=True)(state.params)
-        if noise:  # a step between measured ones
-            measured = dict.fromkeys(GradientNoise.names, jnp.zeros_like(loss_sum))
+        if noise:  # one step in noise_every: the halves' gradient besides, weighted
+
+            def measure():
+                sums = half_sums(problem, state.params, batch, mask)
+                safe = jnp.maximum(sums.count, jnp.ones_like(sums.count))
+                mean = jax.tree.map(lambda g: g / safe, sums.grad_sum)
+                found = _noise_from(sums, mean, mask.shape[0] < 2)
+                return {name: noise_every * value for name, value in found.items()}
+
+            def skip():
+                return dict.fromkeys(GradientNoise.names, jnp.zeros_like(loss_sum))
+
+            measured = jax.lax.cond(measure_now, measure, skip)
     count = jnp.sum(mask.astype(loss.dtype))
     for probe in probes:
         if not isinstance(probe, GradientNoise):

@@ -54,8 +54,7 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
         probes=settings.probes,
         divergence=settings.divergence,
     )
-    step_all = vmap_configs(functools.partial(step, noise_weight=every), settings.config_block)
-    skip_all = vmap_configs(functools.partial(step, noise_weight=0), settings.config_block)
+    step = functools.partial(step, noise_every=every)
 
     def one_epoch(states, xs):
         epoch, _ = xs
@@ -64,15 +63,18 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
 
         def one_step(states, xs):
             step_indices, step_mask, index = xs
-            batch = take(train, step_indices)
-            if every == 1:
-                return step_all(states, batch, step_mask)
             # the step index is the same for every config: a real branch, not a select
-            return jax.lax.cond(index % every == 0, step_all, skip_all, states, batch, step_mask)
+            measure_now = index % every == 0
+            step_all = vmap_configs(
+                functools.partial(step, measure_now=measure_now), settings.config_block
+            )
+            return step_all(states, take(train, step_indices), step_mask)
 
         steps = jnp.arange(plan.steps_per_epoch, dtype=jnp.int32)
         states, metrics = jax.lax.scan(
-            one_step, states, (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1), steps)
+            one_step,
+            states,
+            (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1), steps),
         )
         sums = jax.tree.map(lambda m: m.sum(0), metrics)
         history = epoch_history(
@@ -131,7 +133,11 @@ class GroupedProgram(Program):
         self.train, self.evals = train, evals
         if self.start is None:
             (self.states, self.shuffle_keys), seconds = initial_states(
-                self.layout, self.hyperparams, self.settings_by_epoch[0], on_compile, self.label
+                self.layout,
+                self.hyperparams,
+                self.settings_by_epoch[0],
+                on_compile,
+                self.label,
             )
             self.compile_seconds += seconds
         else:

@@ -89,11 +89,6 @@ def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, sett
     blocks = settings.config_blocks or (None,) * len(settings.batch_sizes)
     noise = GradientNoise() in settings.probes
     every = [noise_every(size) if noise else 1 for size in settings.batch_sizes]
-    steps_all = [
-        vmap_configs(functools.partial(step, noise_weight=k), block)
-        for k, block in zip(every, blocks)
-    ]
-    skips_all = [vmap_configs(functools.partial(step, noise_weight=0), block) for block in blocks]
     outer_size, full_outer = settings.outer_size, settings.full_outer_steps
     length = max(settings.padded_epoch, full_outer * outer_size)
     groups = range(len(settings.batch_sizes))
@@ -107,12 +102,13 @@ def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, sett
             start = offset + s * size
             index = jax.lax.dynamic_slice_in_dim(order, start, size, axis=1)
             mask = jnp.broadcast_to(start + jnp.arange(size) < used, index.shape)
-            batch = take(train, index)
             k = every[group]
-            if k == 1:
-                return steps_all[group](state, batch, mask)
-            measure = (start // size) % k == 0  # the step's index in the epoch, as grouped's
-            return jax.lax.cond(measure, steps_all[group], skips_all[group], state, batch, mask)
+            measure_now = (start // size) % k == 0  # its index in the epoch, as grouped's
+            step_all = vmap_configs(
+                functools.partial(step, noise_every=k, measure_now=measure_now),
+                blocks[group],
+            )
+            return step_all(state, take(train, index), mask)
 
         state, metrics = jax.lax.scan(one_step, state, jnp.arange(count, dtype=jnp.int32))
         return state, jax.tree.map(lambda m: m.sum(0), metrics)
@@ -130,7 +126,11 @@ def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, sett
         def outer_step(states, t):
             results = [
                 group_steps(
-                    states[g], orders[g], g, t * outer_size, outer_size // settings.batch_sizes[g]
+                    states[g],
+                    orders[g],
+                    g,
+                    t * outer_size,
+                    outer_size // settings.batch_sizes[g],
                 )
                 for g in groups
             ]
@@ -246,7 +246,10 @@ class NestedProgram(Program):
             for group, layout in zip(self.groups, self.layouts):
                 slots = group[layout.slots]  # positions in the member list
                 pairs.append(
-                    (jax.device_put(host_take(states, slots)), host_take(keys, slots[:, 0]))
+                    (
+                        jax.device_put(host_take(states, slots)),
+                        host_take(keys, slots[:, 0]),
+                    )
                 )
             self.start = None
         self.states = tuple(p[0] for p in pairs)
@@ -284,7 +287,10 @@ class NestedProgram(Program):
                 q = within[np.asarray(positions)[mine]]
                 rows, cols = layout.rows[q], layout.cols[q]
                 parts.append(
-                    (host_take(self.states[g], rows, cols), host_take(self.shuffle_keys[g], rows))
+                    (
+                        host_take(self.states[g], rows, cols),
+                        host_take(self.shuffle_keys[g], rows),
+                    )
                 )
                 order += mine
         inverse = np.argsort(order, kind="stable")
@@ -344,7 +350,9 @@ class Nested:
                 for b in distinct
             )
             settings = NestedSettings(
-                **context.specs(optimizer).common(), batch_sizes=distinct, config_blocks=blocks
+                **context.specs(optimizer).common(),
+                batch_sizes=distinct,
+                config_blocks=blocks,
             )
             programs.append(
                 NestedProgram(
