@@ -1,5 +1,6 @@
 """jaxgd: many gradient-descent configurations trained in one compiled JAX program."""
 
+from . import distributed as distributed
 from . import optuna as optuna
 from . import plots as plots
 from . import problems as problems
@@ -54,6 +55,7 @@ __all__ = [
     "batch_schedule",
     "choice",
     "compile_count",
+    "distributed",
     "grid",
     "increase_batch_size",
     "loguniform",

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from .distributed import is_writer
+
 __all__ = [
     "atomic_write",
     "optional_import",
@@ -46,6 +48,7 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
     any failure the temporary file is removed and ``path`` is left as it was. Text is
     written as UTF-8 with its line endings unchanged; the file gets mode 0o644 (results are
     meant to be shared; ``mkstemp`` alone would give 0o600). Missing folders are created.
+    In a multi-process sweep only process 0 writes (``jaxgd.distributed``).
 
     Args:
         path: the file to write.
@@ -64,6 +67,8 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
         payload = bytes(data)
     else:
         raise TypeError(f"atomic_write: data must be str or bytes, got {type(data).__name__}")
+    if not is_writer():
+        return
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
@@ -163,6 +168,8 @@ def _read_manifest(folder: str) -> list[str]:
 def record_output(path: str | os.PathLike) -> None:
     """Add ``path`` (a file or folder jaxgd wrote) to its folder's manifest, so that a
     later ``prepare_output_dir(..., overwrite=True)`` removes it."""
+    if not is_writer():
+        return
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     # entries removed since (old checkpoints) leave the list
@@ -213,6 +220,8 @@ def prepare_output_dir(
             f"{path}: overwrite=True and resume=True contradict each other; resume continues "
             "the run in the folder, overwrite deletes it: choose one"
         )
+    if not is_writer():  # process 0 of a multi-process sweep claims the folder
+        return path
     if os.path.exists(path) and not os.path.isdir(path):
         raise InputError(
             f"output folder {path!r} is a file; give a folder path (it is created if missing)"

@@ -103,6 +103,12 @@ def resolve_configs(
     if not configs:
         raise InputError("the space has no configs: build one with jaxgd.grid(...) or sample(...)")
     resolved = []
+    # Optimizer lookups are cached per family, static options and key set: a sweep of a
+    # million configs has a handful, and looking each config's up again dominated
+    # resolving (benchmarks/bookkeeping.py).
+    families: dict[Any, Optimizer] = {}
+    variants: dict[tuple, Optimizer] = {}
+    statics: dict[Optimizer, set[str]] = {}
     for index, config in enumerate(configs):
         if not isinstance(config, Mapping):
             raise InputError(
@@ -132,10 +138,30 @@ def resolve_configs(
         if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
             raise InputError(f"config {index}: norm_test={theta!r} must be a positive number (θ)")
         seed = _check_int("seed", config.pop("seed", 0), index)
-        base = make_optimizer(family)
-        static_names = {name for name, _ in base.static_options} | {"schedule"}
-        static = {k: config.pop(k) for k in list(config) if k in static_names}
-        opt = make_optimizer(base, **static) if static else base
+        try:
+            base = families[family]
+        except (KeyError, TypeError):
+            base = make_optimizer(family)
+            try:
+                families[family] = base
+            except TypeError:  # an unhashable factory: looked up each time
+                pass
+        static_names = statics.get(base) or statics.setdefault(
+            base, {name for name, _ in base.static_options} | {"schedule"}
+        )
+        static = {k: config.pop(k) for k in [k for k in config if k in static_names]}
+        opt = base
+        if static:
+            key = (base, tuple(static.items()))
+            try:
+                opt = variants[key]
+            except (KeyError, TypeError):
+                opt = make_optimizer(base, **static)
+                if key.__hash__ is not None:
+                    try:
+                        variants[key] = opt
+                    except TypeError:
+                        pass
         for name, value in config.items():
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
                 raise InputError(

@@ -8,6 +8,10 @@ table maps onto these fields one to one.
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Sequence
+
+import jax
 
 from ._checks import check_positive_int
 from .errors import InputError
@@ -55,6 +59,21 @@ class SweepOptions:
             many seconds after the last checkpoint (None: count chunks).
         checkpoint_format: "orbax" (``orbax.checkpoint.CheckpointManager``), "npz" (a
             plain ``.npz`` and JSON pair per step) or "auto" (orbax when installed).
+        devices: the devices the config axis is split over (default: every device of the
+            default backend, of every process); each trains its share of the configs, the
+            data is copied to each. K not divisible by their count is padded with spare
+            slots whose results are never read.
+        mesh: a ``jax.sharding.Mesh`` instead of ``devices``: its axis named ``"configs"``
+            splits the configs (the others replicate), or all its axes if none is named so.
+        max_memory: bytes per device a sweep may plan to use; configs that need more run
+            in sequential slices that fit (``jaxgd.core.memory``). Default: 90% of the
+            device's memory where it reports it, else half the host's memory shared by its
+            devices.
+        cache_dir: JAX's persistent compilation cache folder, so that a new process
+            loads the programs an earlier one compiled: ``"auto"`` (``$JAXGD_CACHE_DIR``,
+            else ``$XDG_CACHE_HOME/jaxgd/xla`` or ``~/.cache/jaxgd/xla``), a path, or None
+            (off). A folder the user set in ``jax.config`` is left as it is
+            (``jaxgd.core.disk_cache``).
 
     Example:
         >>> import jaxgd
@@ -72,6 +91,10 @@ class SweepOptions:
     checkpoint_every: int = 1
     checkpoint_seconds: float | None = None
     checkpoint_format: str = "auto"
+    devices: Sequence[jax.Device] | None = None
+    mesh: jax.sharding.Mesh | None = None
+    max_memory: int | None = None
+    cache_dir: str | os.PathLike | None = "auto"
 
     def __post_init__(self):
         if self.strategy not in _STRATEGIES:
@@ -100,3 +123,26 @@ class SweepOptions:
             and not isinstance(self.rebuild, bool)
         ):
             raise InputError(f"rebuild={self.rebuild!r}: must be True, False or 'auto'")
+        _positive_int("max_memory", self.max_memory, allow_none=True)
+        if self.devices is not None:
+            devices = tuple(self.devices) if isinstance(self.devices, Sequence) else ()
+            if not devices or not all(isinstance(d, jax.Device) for d in devices):
+                raise InputError(
+                    f"devices={self.devices!r}: must be a non-empty list of jax.Device, e.g. "
+                    "jax.devices()[:2]"
+                )
+            object.__setattr__(self, "devices", devices)
+        if self.mesh is not None and not isinstance(self.mesh, jax.sharding.Mesh):
+            raise InputError(
+                f"mesh={self.mesh!r}: must be a jax.sharding.Mesh, e.g. "
+                "jax.make_mesh((jax.device_count(),), ('configs',))"
+            )
+        if self.mesh is not None and self.devices is not None:
+            raise InputError(
+                f"devices={self.devices!r} and mesh={self.mesh!r}: give one of them, not both"
+            )
+        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
+            raise InputError(
+                f"cache_dir={self.cache_dir!r}: must be a folder path, 'auto' or None (no "
+                "persistent compilation cache)"
+            )

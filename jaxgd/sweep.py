@@ -21,10 +21,12 @@ import numpy as np
 from . import validate
 from .configs import ResolvedConfig, resolve_configs
 from .core.blocks import default_config_block, footprint
-from .core.layout import to_host
+from .core.disk_cache import use_disk_cache
+from .core.layout import Placement, to_host
+from .core.memory import MemoryPlan, config_bytes, default_budget, plan_slices
 from .core.state import DEFAULT_DIVERGENCE
 from .core.step import measurement_probes
-from .data import BatchPlan, as_dataset, num_examples, split
+from .data import as_dataset, num_examples, split
 from .errors import InputError
 from .optimizers import Optimizer
 from .options import SweepOptions
@@ -32,7 +34,7 @@ from .persist import encode, run_meta, strict_json
 from .problem import Problem
 from .results import SweepResult
 from .run.checkpoint import Checkpointer
-from .run.loop import run_loop
+from .run.loop import LoopResult, run_loop
 from .run.report import Callback
 from .space import Space
 from .strategies import STRATEGIES, PlanContext, ProgramSpec, choose_strategy
@@ -182,8 +184,10 @@ def sweep(
     validate.check_contract(
         problem, {"training": train, **{names.get(k, k): v for k, v in evals.items()}}
     )
-    train = as_dataset(train)
-    evals = {name: as_dataset(value) for name, value in evals.items()}
+    use_disk_cache(options.cache_dir)
+    placement = Placement(options.mesh, options.devices)
+    train = placement.replicated(as_dataset(train))
+    evals = {name: placement.replicated(as_dataset(value)) for name, value in evals.items()}
 
     def specs(family: Optimizer) -> ProgramSpec:
         return ProgramSpec(
@@ -198,58 +202,78 @@ def sweep(
             divergence=float(divergence),
         )
 
-    context = PlanContext(
-        epochs=epochs,
-        num_train=num_train,
-        specs=specs,
-        micro_batch_size=options.micro_batch_size,
-        max_batch_size=options.max_batch_size,
-        block_for=_block_rule(options.config_block, configs, problem, train),
-    )
-    strategy = choose_strategy(configs, options.strategy, context, STRATEGIES)
-    programs = STRATEGIES[strategy].plan(configs, context)
-    checkpoint = None
-    if checkpoint_dir is not None:
-        fingerprint = _fingerprint(
-            configs=[c.row for c in configs],
-            problem=problem.name,
-            data=_data_digest(train, evals),
-            strategy=strategy,
-            programs=[[p.label, p.members.tolist()] for p in programs],
-            callbacks=[type(c).__qualname__ for c in callbacks],
-            settings=[epochs, float(divergence), shuffle, drop_last, return_params]
-            + ([list(measure)] if measure else []),  # measuring changes the history
-            options={k: v for k, v in dataclasses.asdict(options).items() if "checkpoint" not in k},
-            versions=[jax.__version__, jax.default_backend()],
+    def context_for(part: Sequence[ResolvedConfig]) -> PlanContext:
+        return PlanContext(
+            epochs=epochs,
+            num_train=num_train,
+            specs=specs,
+            micro_batch_size=options.micro_batch_size,
+            max_batch_size=options.max_batch_size,
+            block_for=_block_rule(options.config_block, part, problem, train),
+            placement=placement,
         )
-        checkpoint = Checkpointer(
-            checkpoint_dir,
-            fingerprint=fingerprint,
-            every=options.checkpoint_every,
-            seconds=options.checkpoint_seconds,
-            backend=options.checkpoint_format,
-            resume=resume,
-            overwrite=overwrite,
+
+    strategy = choose_strategy(configs, options.strategy, context_for(configs), STRATEGIES)
+    memory = _memory_plan(configs, problem, train, evals, epochs, options, placement)
+    if len(memory.slices) > 1 and (callbacks or checkpoint_dir is not None):
+        what = f"callbacks={callbacks!r}" if callbacks else f"checkpoint_dir={checkpoint_dir!r}"
+        raise InputError(
+            f"{what}: the sweep runs in {len(memory.slices)} sequential slices to fit "
+            f"max_memory={memory.budget:,} bytes per device ({memory.source}), and callbacks "
+            "and checkpoints follow the whole sweep at once; raise SweepOptions.max_memory "
+            "or run fewer configs"
         )
-    loop = run_loop(
-        programs,
-        epochs=epochs,
-        epochs_per_chunk=options.epochs_per_chunk,
-        configs=[c.row for c in configs],
-        examples_per_epoch=np.array(
-            [_examples_per_epoch(c, num_train, epochs, drop_last) for c in configs]
-        ),
-        batch_sizes=np.array([c.batch_sizes(epochs) for c in configs]),
-        train=train,
-        evals=evals,
-        callbacks=callbacks,
-        return_params=return_params,
-        rebuild=options.rebuild,
-        start=start,
-        checkpoint=checkpoint,
-    )
-    if checkpoint is not None:
-        checkpoint.close()
+    parts = []
+    for members in memory.slices:
+        part = [configs[i] for i in members] if len(memory.slices) > 1 else configs
+        programs = STRATEGIES[strategy].plan(part, context_for(part))
+        sizes = _batch_sizes(part, epochs)
+        checkpoint = None
+        if checkpoint_dir is not None:
+            fingerprint = _fingerprint(
+                configs=[c.row for c in configs],
+                problem=problem.name,
+                data=_data_digest(train, evals),
+                strategy=strategy,
+                programs=[[p.label, p.members.tolist()] for p in programs],
+                callbacks=[type(c).__qualname__ for c in callbacks],
+                settings=[epochs, float(divergence), shuffle, drop_last, return_params]
+                + ([list(measure)] if measure else []),  # measuring changes the history
+                options={
+                    k: v
+                    for k, v in _options_record(options).items()
+                    if "checkpoint" not in k and k not in ("cache_dir", "max_memory")
+                },
+                versions=[jax.__version__, jax.default_backend()],
+            )
+            checkpoint = Checkpointer(
+                checkpoint_dir,
+                fingerprint=fingerprint,
+                every=options.checkpoint_every,
+                seconds=options.checkpoint_seconds,
+                backend=options.checkpoint_format,
+                resume=resume,
+                overwrite=overwrite,
+            )
+        loop = run_loop(
+            programs,
+            epochs=epochs,
+            epochs_per_chunk=options.epochs_per_chunk,
+            configs=[c.row for c in part],
+            examples_per_epoch=_examples_per_epoch(sizes, num_train, drop_last),
+            batch_sizes=sizes,
+            train=train,
+            evals=evals,
+            callbacks=callbacks,
+            return_params=return_params,
+            rebuild=options.rebuild,
+            start=start,
+            checkpoint=checkpoint,
+        )
+        if checkpoint is not None:
+            checkpoint.close()
+        parts.append((members, loop))
+    loop = parts[0][1] if len(parts) == 1 else _merge(parts, len(configs))
     seconds = np.zeros(len(configs))
     compile_seconds = np.zeros(len(configs))
     groups = loop.groups
@@ -268,7 +292,7 @@ def sweep(
             "drop_last": drop_last,
             "divergence": float(divergence),
             "problem": problem.name,
-            "options": dataclasses.asdict(options),
+            "options": _options_record(options),
         }
     )
     return SweepResult(
@@ -308,10 +332,20 @@ def _data_digest(train: PyTree, evals: dict[str, PyTree]) -> str:
     return digest.hexdigest()
 
 
-def _examples_per_epoch(config: ResolvedConfig, num_train: int, epochs: int, drop_last: bool):
+def _batch_sizes(configs: Sequence[ResolvedConfig], epochs: int) -> np.ndarray:
+    """``[K, epochs]``: each config's batch size at each epoch's start (built column-wise:
+    per-config lists cost seconds at a million configs)."""
+    fixed = [c.batch_size for c in configs]
+    if all(type(b) is int for b in fixed):
+        return np.repeat(np.asarray(fixed, np.int64)[:, None], epochs, axis=1)
+    return np.array([c.batch_sizes(epochs) for c in configs])
+
+
+def _examples_per_epoch(sizes: np.ndarray, num_train: int, drop_last: bool) -> np.ndarray:
+    """``[K, epochs]`` examples each config trains on in each epoch."""
     if not drop_last:
-        return [num_train] * epochs
-    return [BatchPlan(num_train, b, True).examples_per_epoch for b in config.batch_sizes(epochs)]
+        return np.full(sizes.shape, num_train, np.int64)
+    return num_train // sizes * sizes
 
 
 def _block_rule(config_block, configs, problem, train):
@@ -328,3 +362,76 @@ def _block_rule(config_block, configs, problem, train):
         return default_config_block(batch_size, per_seed, backend, measured)
 
     return block_for
+
+
+def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> MemoryPlan:
+    """The configs in sequential slices within ``options.max_memory`` per device
+    (``jaxgd.core.memory``); one slice when they all fit."""
+    if options.max_memory is None:
+        budget, source = default_budget(placement.mesh.devices.flat)
+    else:
+        budget, source = options.max_memory, "SweepOptions.max_memory"
+    example = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), train)
+    eval_examples = max((num_examples(e) for e in evals.values()), default=0)
+    keys = [
+        (c.optimizer, c.batch_size if type(c.batch_size) is int else max(c.batch_sizes(epochs)))
+        for c in configs
+    ]
+    cost = {
+        key: config_bytes(problem, key[0], example, key[1], options.eval_batch_size, eval_examples)
+        for key in dict.fromkeys(keys)
+    }
+    per_config = np.array([cost[key] for key in keys], np.int64)
+    data_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves((train, evals)))
+    return plan_slices(per_config, data_bytes, budget, placement.count, source)
+
+
+def _merge(parts, count: int) -> LoopResult:
+    """The loop results of sequential slices (config indices, result) in config order."""
+
+    def gather(field):
+        first = field(parts[0][1])
+        if first is None:
+            return None
+
+        def one(*leaves):
+            out = np.empty((count,) + leaves[0].shape[1:], leaves[0].dtype)
+            for (members, _), leaf in zip(parts, leaves):
+                out[members] = leaf
+            return out
+
+        return jax.tree.map(one, *[field(part) for _, part in parts])
+
+    return LoopResult(
+        history={name: gather(lambda p, n=name: p.history[n]) for name in parts[0][1].history},
+        status=gather(lambda p: p.status),
+        stopped_epoch=gather(lambda p: p.stopped_epoch),
+        updates=gather(lambda p: p.updates),
+        diverged_at=gather(lambda p: p.diverged_at),
+        params=gather(lambda p: p.params),
+        programs=[program for _, part in parts for program in part.programs],
+        report=parts[-1][1].report,
+        groups=[
+            {**group, "configs": members[np.asarray(group["configs"], np.int64)].tolist()}
+            for members, part in parts
+            for group in part.groups
+        ],
+    )
+
+
+def _options_record(options: SweepOptions) -> dict[str, Any]:
+    """The options as plain values, for a result's record and a checkpoint's fingerprint:
+    devices by name, a mesh by its axes and devices."""
+    record = dataclasses.asdict(
+        dataclasses.replace(options, devices=None, mesh=None, cache_dir=None)
+    )
+    if options.devices is not None:
+        record["devices"] = [str(d) for d in options.devices]
+    if options.mesh is not None:
+        record["mesh"] = {
+            "axes": dict(options.mesh.shape),
+            "devices": [str(d) for d in options.mesh.devices.flat],
+        }
+    if options.cache_dir is not None:
+        record["cache_dir"] = str(options.cache_dir)
+    return record

@@ -115,3 +115,9 @@ def test_checkpoint_example_runs_as_is_and_resumes(tmp_path):
     second = run(code, tmp_path)
     assert second.returncode == 0, second.stderr[-4000:]
     assert first.stdout == second.stdout
+
+
+def test_devices_example_runs_as_is(tmp_path):
+    completed = run(python_block("Many devices and many hosts"), tmp_path)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert completed.stdout.strip() == "1 (3, 2)"

@@ -1,22 +1,123 @@
-"""Configs on a ``[U, M]`` grid of slots by seed, and the one way back to config order.
+"""Configs on a ``[U, M]`` grid of slots by seed, where the slots live, and the one way
+back to config order on the host.
 
 The configs that share a seed share its data order, so a step gathers its batch once
 per seed (``U`` rows) and the ``M`` configs of the row read it. A seed with fewer than M
 configs repeats its first config in the spare slots; their results are never read.
+
+The slot axis M is split over the devices of a mesh (``Placement``): M is padded to a
+multiple of the device count, each device trains ``M / devices`` configs of every seed,
+and the data, the seeds and the shuffle keys are replicated. Results come back to the host
+through ``to_host`` alone, which gathers from every process when a sweep spans several.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["SeedLayout", "bucket", "bucket_width", "host_take", "to_host"]
+__all__ = [
+    "CONFIG_AXIS",
+    "Placement",
+    "SeedLayout",
+    "bucket",
+    "bucket_width",
+    "host_take",
+    "put_like",
+    "to_host",
+]
 
 PyTree = Any
+
+CONFIG_AXIS = "configs"
+
+
+def to_host(tree: Any) -> Any:
+    """Every array leaf of ``tree`` as a NumPy array on this host, whole (PRNG keys as
+    their key data): the one place device arrays are read back, for results, metrics and
+    checkpoints. An array spread over several processes' devices is gathered from all of
+    them (``multihost_utils.process_allgather``; every process must call)."""
+
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+        return np.asarray(leaf)
+
+    return jax.tree.map(one, tree)
+
+
+def _put(leaf: Any, sharding: NamedSharding) -> jax.Array:
+    """``leaf`` (the same value on every process) placed with ``sharding``."""
+    if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        data = _put(jax.random.key_data(leaf), _widen(sharding, leaf))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    if sharding.is_fully_addressable or isinstance(leaf, jax.Array):
+        return jax.device_put(leaf, sharding)  # a global array is resharded in place
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def put_like(value: Any, like: jax.Array) -> jax.Array:
+    """``value`` (host data, or keys) placed as ``like`` is: restored state goes back to
+    the devices, and the split, it was read from."""
+    return _put(value, like.sharding)
+
+
+def _widen(sharding: NamedSharding, keys: jax.Array) -> NamedSharding:
+    """The sharding of a key array's data: its trailing key-data axes unsplit."""
+    spec = tuple(sharding.spec) + (None,) * (jax.random.key_data(keys).ndim - len(sharding.spec))
+    return NamedSharding(sharding.mesh, PartitionSpec(*spec))
+
+
+class Placement:
+    """Where a sweep's arrays live: slot axis M split over a mesh, everything else
+    replicated on it.
+
+    Args:
+        mesh: a ``jax.sharding.Mesh``; its axis named ``"configs"`` splits the slots
+            (the others then replicate), or, if it has none, all its axes together.
+        devices: build a one-axis ``"configs"`` mesh of these devices instead.
+        Default: every device of the default backend (of every process).
+    """
+
+    def __init__(self, mesh: Mesh | None = None, devices: Sequence[jax.Device] | None = None):
+        if mesh is None:
+            devices = jax.devices() if devices is None else list(devices)
+            mesh = Mesh(np.array(devices), (CONFIG_AXIS,))
+        self.mesh = mesh
+        names = mesh.axis_names
+        self.axes = (CONFIG_AXIS,) if CONFIG_AXIS in names else tuple(names)
+        self.count = math.prod(mesh.shape[name] for name in self.axes)
+
+    def width(self, most: int) -> int:
+        """Slots per row: ``most`` rounded up to a multiple of the device count."""
+        return -(-most // self.count) * self.count
+
+    def sharding(self, ndim: int, axis: int = 0) -> NamedSharding:
+        """Of an array whose slot axes ``[U, M]`` start at ``axis``: M split, the rest not."""
+        spec = [None] * ndim
+        spec[axis + 1] = self.axes
+        return NamedSharding(self.mesh, PartitionSpec(*spec))
+
+    def slots(self, tree: Any, axis: int = 0) -> Any:
+        """Leaves with slot axes ``[U, M]`` at ``axis`` placed with M split."""
+        return jax.tree.map(lambda leaf: _put(leaf, self.sharding(np.ndim(leaf), axis)), tree)
+
+    def replicated(self, tree: Any) -> Any:
+        """Leaves copied whole to every device of the mesh."""
+        return jax.tree.map(
+            lambda leaf: _put(leaf, NamedSharding(self.mesh, PartitionSpec())), tree
+        )
 
 
 def bucket(width: int) -> int:
@@ -28,18 +129,6 @@ def bucket(width: int) -> int:
 def bucket_width(seeds: Sequence[int]) -> int:
     """Slots per row for these configs' seeds, rounded up to a power of two (``bucket``)."""
     return bucket(max(np.unique(np.asarray(seeds), return_counts=True)[1]))
-
-
-def to_host(tree: Any) -> Any:
-    """Every array leaf of ``tree`` as a NumPy array on this host (PRNG keys as their
-    key data): the one place device arrays are read back for checkpoints and results."""
-
-    def one(leaf):
-        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            return np.asarray(jax.random.key_data(leaf))
-        return np.asarray(leaf)
-
-    return jax.tree.map(one, tree)
 
 
 def host_take(tree: Any, *index: np.ndarray) -> Any:
@@ -65,6 +154,8 @@ class SeedLayout:
     Args:
         seeds: per config, its seed.
         width: slots per row (M); at least the most configs any seed has. Default: that.
+        placement: where the slots live (default: every device); M is rounded up to a
+            multiple of its device count.
 
     Attributes:
         unique_seeds: ``[U]`` the seeds of the rows, in order of first appearance.
@@ -72,7 +163,10 @@ class SeedLayout:
         rows, cols: ``[K_p]`` the slot that holds each config (the first, if repeated).
     """
 
-    def __init__(self, seeds: Sequence[int], width: int | None = None):
+    def __init__(
+        self, seeds: Sequence[int], width: int | None = None, placement: Placement | None = None
+    ):
+        self.placement = Placement() if placement is None else placement
         seeds = [int(s) for s in seeds]
         unique = list(dict.fromkeys(seeds))
         members = {s: [i for i, seed in enumerate(seeds) if seed == s] for s in unique}
@@ -80,6 +174,7 @@ class SeedLayout:
         width = most if width is None else width
         if width < most:
             raise ValueError(f"width={width}: a seed has {most} configs")
+        width = self.placement.width(width)
         self.unique_seeds = np.array(unique, dtype=np.int32)
         self.slots = np.array([m + [m[0]] * (width - len(m)) for m in members.values()])
         self.rows = np.empty(len(seeds), np.int64)
@@ -91,12 +186,20 @@ class SeedLayout:
     def grid(self, values: Sequence[dict[str, float]]) -> dict[str, jax.Array]:
         """Per-config scalars ``[{name: value}]`` as ``{name: [U, M]}`` device arrays."""
         dtype = jnp.result_type(float)
-        return {
-            name: jnp.asarray(
-                np.array([[v[name] for v in row] for row in self.values(values)]), dtype
-            )
-            for name in values[0]
-        }
+        return self.put(
+            {
+                name: np.array([[v[name] for v in row] for row in self.values(values)], dtype)
+                for name in values[0]
+            }
+        )
+
+    def put(self, slotted: Any, axis: int = 0) -> Any:
+        """``[..., U, M, ...]`` leaves (slot axes at ``axis``) on the devices, M split."""
+        return self.placement.slots(slotted, axis)
+
+    def put_rows(self, per_row: Any) -> Any:
+        """``[U, ...]`` leaves (seeds, shuffle keys) on every device."""
+        return self.placement.replicated(per_row)
 
     def values(self, per_config: Sequence[Any]) -> list[list[Any]]:
         return [[per_config[i] for i in row] for row in self.slots]
@@ -110,7 +213,7 @@ class SeedLayout:
         ``[..., K_p, ...]`` in the program's config order: the one inverse of the layout."""
 
         def one(leaf):
-            leaf = np.moveaxis(np.asarray(leaf), (axis, axis + 1), (0, 1))
+            leaf = np.moveaxis(to_host(leaf), (axis, axis + 1), (0, 1))
             return np.moveaxis(leaf[self.rows, self.cols], 0, axis)
 
         return jax.tree.map(one, slotted)

@@ -38,7 +38,7 @@ import optax
 from ..configs import ResolvedConfig
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket_width
+from ..core.layout import Placement, SeedLayout, bucket_width
 from ..core.state import TrainState, apply_gradient, init_states, stop_where
 from ..core.step import (
     GradientNoise,
@@ -290,7 +290,7 @@ def accumulate_chunk(states, shuffle_keys, first_epoch, stop, multiples, train, 
     return scan_epochs(one_epoch, states, first_epoch, settings.epochs_per_chunk, multiples)
 
 
-_INIT = CompiledFunction("accumulate_init", _accumulate_init)
+_INIT = CompiledFunction("accumulate_init", _accumulate_init, runs_once=True)
 _CHUNK = CompiledFunction("accumulate_chunk", accumulate_chunk, donate=(0,))
 
 
@@ -305,6 +305,7 @@ class AccumulateProgram(Program):
             start (0 from the second epoch on for the norm test: the test decides).
         thetas: per member, the norm test's θ (inf: no growth).
         width: slots per seed row; ``start``: per-member states to continue from.
+        placement: the devices the slots are split over (default: all).
     """
 
     def __init__(
@@ -318,6 +319,7 @@ class AccumulateProgram(Program):
         *,
         width: int | None = None,
         start: tuple[AccumulateState, jax.Array] | None = None,
+        placement: Placement | None = None,
     ):
         label = f"accumulate {settings.optimizer.name} micro_batch={settings.micro_size}"
         super().__init__(label, members)
@@ -325,7 +327,8 @@ class AccumulateProgram(Program):
         self.hyperparams, self.seeds = list(hyperparams), list(seeds)
         self.multiples = np.asarray(multiples, np.int64)
         self.thetas = list(thetas)
-        self.layout = SeedLayout(self.seeds, width)
+        self.placement = placement
+        self.layout = SeedLayout(self.seeds, width, placement)
         self.start = start
 
     compile_name = "accumulate_chunk"
@@ -336,9 +339,9 @@ class AccumulateProgram(Program):
         return (
             self.states,
             self.shuffle_keys,
-            jnp.asarray(first_epoch, jnp.int32),
-            jnp.asarray(self.layout.to_slots(np.asarray(stop, bool))),
-            jnp.asarray(multiples, jnp.int32),
+            self.layout.put_rows(np.int32(first_epoch)),
+            self.layout.put(self.layout.to_slots(np.asarray(stop, bool))),
+            self.layout.put(multiples.astype(np.int32), axis=1),
             self.train,
             self.evals,
         )
@@ -347,16 +350,19 @@ class AccumulateProgram(Program):
         self.train, self.evals = train, evals
         if self.start is None:
             args = (
-                jnp.asarray(self.layout.unique_seeds),
+                self.layout.put_rows(self.layout.unique_seeds),
                 self.layout.grid(self.hyperparams),
-                jnp.asarray(self.layout.to_slots(self.multiples[:, 0]), jnp.int32),
-                jnp.asarray(self.layout.to_slots(np.asarray(self.thetas)), jnp.result_type(float)),
+                self.layout.put(self.layout.to_slots(self.multiples[:, 0]).astype(np.int32)),
+                self.layout.put(
+                    self.layout.to_slots(np.asarray(self.thetas, jnp.result_type(float)))
+                ),
             )
             init, seconds = _INIT.compiled(*args, settings=self.settings)
             self.compile_seconds += seconds
             if seconds:
                 on_compile(f"{self.label} init", seconds)
-            self.states, self.shuffle_keys = init(*args)
+            states, keys = init(*args)
+            self.states, self.shuffle_keys = self.layout.put(states), self.layout.put_rows(keys)
         else:
             self.states, self.shuffle_keys = self.continue_from(self.start)
             self.start = None
@@ -378,6 +384,7 @@ class AccumulateProgram(Program):
             [self.thetas[p] for p in positions],
             width=bucket_width(seeds),
             start=self.member_states(positions),
+            placement=self.placement,
         )
 
 
@@ -422,6 +429,7 @@ class Accumulate:
                     [configs[i].seed for i in members],
                     multiples,
                     [configs[i].norm_test for i in members],
+                    placement=context.placement,
                 )
             )
         return programs

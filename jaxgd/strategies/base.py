@@ -22,7 +22,7 @@ import optax
 
 from ..configs import ResolvedConfig
 from ..core.compile import CompiledFunction
-from ..core.layout import host_take, to_host
+from ..core.layout import Placement, host_take, put_like, to_host
 from ..core.state import DEFAULT_DIVERGENCE, TrainState, init_states
 from ..core.step import Probe
 from ..optimizers import Optimizer
@@ -77,6 +77,7 @@ class PlanContext:
         specs: per optimizer, the common settings of its programs.
         micro_batch_size, max_batch_size: the accumulate strategy's knobs (None: default).
         block_for: ``block_for(members, batch_size)``, the config block of a program.
+        placement: the devices the programs' slots are split over (default: all).
     """
 
     epochs: int
@@ -85,6 +86,7 @@ class PlanContext:
     micro_batch_size: int | None
     max_batch_size: int | None
     block_for: Callable[[Sequence[int], int], int | None]
+    placement: Placement | None = None
 
 
 class Final(NamedTuple):
@@ -101,17 +103,19 @@ def _init(seeds, hyperparams, *, settings):
     return init_states(seeds, hyperparams, problem=problem, optimizer=optimizer)
 
 
-_INIT = CompiledFunction("init", _init)
+_INIT = CompiledFunction("init", _init, runs_once=True)
 
 
 def initial_states(layout, hyperparams, spec: ProgramSpec, on_compile, label: str):
     """Fresh ``TrainState [U, M]`` and shuffle keys ``[U]`` for a program's layout (one
     compile per problem, optimizer family and layout shape)."""
-    args = (jnp.asarray(layout.unique_seeds), layout.grid(hyperparams))
+    args = (layout.put_rows(layout.unique_seeds), layout.grid(hyperparams))
     init, seconds = _INIT.compiled(*args, settings=(spec.problem, spec.optimizer))
     if seconds:
         on_compile(f"{label} init", seconds)
-    return init(*args), seconds
+    states, keys = init(*args)
+    # the chunk programs are compiled for (and keep) this placement
+    return (layout.put(states), layout.put_rows(keys)), seconds
 
 
 class Program(abc.ABC):
@@ -200,8 +204,8 @@ class Program(abc.ABC):
         """Per-member ``(states [K_p], shuffle keys [K_p])`` (from ``member_states``) laid
         out on the slots and put on the device."""
         states, keys = start
-        states = jax.device_put(host_take(states, self.layout.slots))
-        return states, host_take(keys, self.layout.slots[:, 0])
+        states = self.layout.put(host_take(states, self.layout.slots))
+        return states, self.layout.put_rows(host_take(keys, self.layout.slots[:, 0]))
 
     def member_states(self, positions: np.ndarray) -> tuple[Any, jax.Array]:
         """``(states, shuffle keys)`` of ``members[positions]``, ``[len(positions)]``, on the
@@ -232,9 +236,8 @@ class Program(abc.ABC):
                     f"expected {expected.dtype}{list(expected.shape)}"
                 )
             if is_key:
-                restored.append(jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf)))
-            else:
-                restored.append(jax.device_put(value))
+                value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf))
+            restored.append(put_like(value, leaf))
         self.states, self.shuffle_keys = jax.tree.unflatten(treedef, restored)
 
     @abc.abstractmethod
@@ -272,7 +275,7 @@ class Program(abc.ABC):
         self.timed(jax.block_until_ready, [state for _, _, state in grids])
 
         def gather(field: Callable[[TrainState], PyTree]) -> PyTree:
-            parts = [(pos, layout.unpack(to_host(field(s)))) for pos, layout, s in grids]
+            parts = [(pos, layout.unpack(field(s))) for pos, layout, s in grids]
             if len(parts) == 1:
                 return parts[0][1]
             order = np.argsort(np.concatenate([pos for pos, _ in parts]), kind="stable")

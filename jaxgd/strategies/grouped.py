@@ -22,7 +22,7 @@ from ..configs import ResolvedConfig
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket_width
+from ..core.layout import Placement, SeedLayout, bucket_width
 from ..core.state import TrainState, stop_where
 from ..core.step import GradientNoise, noise_every, train_step
 from ..data import BatchPlan, batch_indices, take
@@ -102,6 +102,7 @@ class GroupedProgram(Program):
         hyperparams, seeds: per member.
         width: slots per seed row (default: the most configs of a seed).
         start: per-member ``(TrainState [K_p], shuffle keys [K_p])`` to continue from.
+        placement: the devices the slots are split over (default: all).
     """
 
     def __init__(
@@ -113,20 +114,22 @@ class GroupedProgram(Program):
         *,
         width: int | None = None,
         start: tuple[TrainState, jax.Array] | None = None,
+        placement: Placement | None = None,
     ):
         self.settings_by_epoch = list(settings_by_epoch)
         sizes = sorted({s.plan.batch_size for s in self.settings_by_epoch})
         label = "batch_size=" + ",".join(map(str, sizes))
         super().__init__(f"grouped {self.settings_by_epoch[0].optimizer.name} {label}", members)
         self.hyperparams, self.seeds = list(hyperparams), list(seeds)
-        self.layout = SeedLayout(self.seeds, width)
+        self.placement = placement
+        self.layout = SeedLayout(self.seeds, width, placement)
         self.start = start
 
     compile_name = "grouped_chunk"
 
     def chunk_args(self, first_epoch: int, stop: np.ndarray) -> tuple:
-        stop = jnp.asarray(self.layout.to_slots(np.asarray(stop, bool)))
-        first = jnp.asarray(first_epoch, jnp.int32)
+        stop = self.layout.put(self.layout.to_slots(np.asarray(stop, bool)))
+        first = self.layout.put_rows(np.int32(first_epoch))
         return (self.states, self.shuffle_keys, first, stop, self.train, self.evals)
 
     def place(self, train, evals, on_compile: Callable) -> None:
@@ -166,6 +169,7 @@ class GroupedProgram(Program):
             seeds,
             width=bucket_width(seeds),
             start=self.member_states(positions),
+            placement=self.placement,
         )
 
 
@@ -211,6 +215,7 @@ class Grouped:
                     settings_by_epoch,
                     [configs[i].hyperparams for i in members],
                     [configs[i].seed for i in members],
+                    placement=context.placement,
                 )
             )
         return programs

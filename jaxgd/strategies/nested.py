@@ -25,7 +25,7 @@ from ..configs import ResolvedConfig
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket_width, host_take, to_host
+from ..core.layout import Placement, SeedLayout, bucket_width, host_take, to_host
 from ..core.state import TrainState, stop_where
 from ..core.step import GradientNoise, noise_every, train_step, zero_metrics
 from ..data import take
@@ -181,6 +181,7 @@ class NestedProgram(Program):
         hyperparams, seeds, batch_sizes: per member.
         widths: per batch size, the slots per seed row (default: as many as needed).
         start: per-member ``(TrainState [K_p], shuffle keys [K_p])`` to continue from.
+        placement: the devices the slots are split over (default: all).
     """
 
     def __init__(
@@ -193,6 +194,7 @@ class NestedProgram(Program):
         *,
         widths: Sequence[int | None] | None = None,
         start: tuple[TrainState, jax.Array] | None = None,
+        placement: Placement | None = None,
     ):
         sizes = ",".join(map(str, settings.batch_sizes))
         super().__init__(f"nested {settings.optimizer.name} batch_size={sizes}", members)
@@ -204,9 +206,10 @@ class NestedProgram(Program):
             np.array([p for p, b in enumerate(self.batch_sizes) if b == size])
             for size in settings.batch_sizes
         ]
+        self.placement = placement
         widths = widths or [None] * len(self.groups)
         self.layouts = [
-            SeedLayout([self.seeds[p] for p in group], width)
+            SeedLayout([self.seeds[p] for p in group], width, placement)
             for group, width in zip(self.groups, widths)
         ]
         self.start = start
@@ -220,10 +223,10 @@ class NestedProgram(Program):
     def chunk_args(self, first_epoch: int, stop: np.ndarray) -> tuple:
         stop = np.asarray(stop, bool)
         stops = tuple(
-            jnp.asarray(layout.to_slots(stop[group]))
+            layout.put(layout.to_slots(stop[group]))
             for group, layout in zip(self.groups, self.layouts)
         )
-        first = jnp.asarray(first_epoch, jnp.int32)
+        first = self.layouts[0].put_rows(np.int32(first_epoch))
         return (self.states, self.shuffle_keys, first, stops, self.train, self.evals)
 
     def place(self, train, evals, on_compile: Callable) -> None:
@@ -247,8 +250,8 @@ class NestedProgram(Program):
                 slots = group[layout.slots]  # positions in the member list
                 pairs.append(
                     (
-                        jax.device_put(host_take(states, slots)),
-                        host_take(keys, slots[:, 0]),
+                        layout.put(host_take(states, slots)),
+                        layout.put_rows(host_take(keys, slots[:, 0])),
                     )
                 )
             self.start = None
@@ -320,6 +323,7 @@ class NestedProgram(Program):
             sizes,
             widths=widths,
             start=self.member_states(positions),
+            placement=self.placement,
         )
 
 
@@ -361,6 +365,7 @@ class Nested:
                     [configs[i].hyperparams for i in members],
                     [configs[i].seed for i in members],
                     sizes,
+                    placement=context.placement,
                 )
             )
         return programs

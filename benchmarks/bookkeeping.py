@@ -1,0 +1,108 @@
+"""Host-side bookkeeping at a million configs: the share of a sweep's wall time spent
+outside compiled programs.
+
+python benchmarks/bookkeeping.py --out benchmarks/results            # 1,000,000 configs
+python benchmarks/bookkeeping.py --configs 10000 --profile            # where the host time goes
+
+A linear-regression sweep of K configs (a learning-rate x momentum grid, 4 seeds) on 64
+examples, batch 16, one epoch. Inside compiled programs = compiling (tracing included)
+plus running: each chunk is blocked on right after its dispatch (this run only), so its
+device time is counted whole. Everything else (resolving configs, planning, laying out
+slots, reading metrics back, assembling the result) is bookkeeping; the goal is at most
+10% of the wall time. ``--profile`` prints cProfile's top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import jaxgd
+from jaxgd.strategies.base import Program
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", type=int, default=1_000_000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()
+    problem, data = jaxgd.problems.linear_regression(num_examples=64)
+    side = int(np.ceil(np.sqrt(args.configs / 4)))
+    space = jaxgd.grid(
+        seed=[0, 1, 2, 3],
+        learning_rate=np.geomspace(1e-3, 1e-1, side).tolist(),
+        momentum=np.linspace(0.0, 0.9, side).tolist(),
+    )
+    space = jaxgd.Space(space.configs[: args.configs])
+
+    running = [0.0]
+    run_chunk = Program.run_chunk
+
+    def blocking_run_chunk(self, first_epoch, stop):
+        start = time.perf_counter()
+        metrics = run_chunk(self, first_epoch, stop)
+        jax.block_until_ready((self.states, metrics))
+        running[0] += time.perf_counter() - start
+        return metrics
+
+    Program.run_chunk = blocking_run_chunk
+    profiler = cProfile.Profile() if args.profile else None
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    result = jaxgd.sweep(
+        problem,
+        data,
+        space=space,
+        batch_size=16,
+        epochs=args.epochs,
+        validation=None,
+        options=jaxgd.SweepOptions(cache_dir=None),
+    )
+    if profiler:
+        profiler.disable()
+    wall = time.perf_counter() - start
+    Program.run_chunk = run_chunk
+    compiling = result.total_compile_seconds
+    outside = wall - compiling - running[0]
+    report = {
+        "benchmark": "bookkeeping",
+        "configs": args.configs,
+        "problem": "linear_regression, 64 examples, batch 16",
+        "epochs": args.epochs,
+        "wall_seconds": wall,
+        "compile_seconds": compiling,
+        "run_seconds": running[0],
+        "outside_compiled_seconds": outside,
+        "outside_share": outside / wall,
+        "goal_share": 0.10,
+        "programs": len(result.groups),
+        "device": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+    }
+    print(json.dumps(report, indent=2))
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bookkeeping.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

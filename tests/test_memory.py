@@ -1,0 +1,105 @@
+"""Memory planned before compiling: the split into slices equals the unsplit run, and a
+sweep that cannot fit one config is refused with the numbers."""
+
+import jax
+import numpy as np
+import pytest
+
+import jaxgd
+from jaxgd.core.memory import config_bytes, plan_slices
+
+SPACE = jaxgd.grid(learning_rate=[0.1, 0.05, 0.02, 0.01], momentum=[0.0, 0.9], seed=[0, 1])
+
+
+def _problem():
+    problem, data = jaxgd.problems.linear_regression(num_examples=80)
+    return problem, {k: np.asarray(v, np.float32) for k, v in data.items()}
+
+
+def _per_config(problem, data, batch_size):
+    example = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in data.items()}
+    return config_bytes(problem, jaxgd.optimizer("sgd"), example, batch_size, 1024, 0)
+
+
+def test_bytes_per_config_follow_the_formula():
+    problem, data = _problem()
+    params = problem.init(jax.random.key(0))
+    sgd = jaxgd.optimizer("sgd")
+    opt_state = sgd.transformation(**dict.fromkeys(sgd.hyperparameter_names, 1.0)).init(params)
+    p, s = (sum(leaf.size for leaf in jax.tree.leaves(t)) for t in (params, opt_state))
+    # state 2·(P + S), step 2·P + 2·B·a, evaluation nothing (no eval examples); float32
+    small, large = _per_config(problem, data, 4), _per_config(problem, data, 8)
+    activations = (large - small) // (2 * 4 * 4)
+    assert activations == 4  # x·w, + b, the residual, its square
+    assert small == 4 * (2 * (p + s) + 2 * p + 2 * 4 * activations)
+
+
+def test_slices_fit_the_budget():
+    per = np.array([10, 10, 30, 10, 10, 10])
+    plan = plan_slices(per, data_bytes=5, budget=35, devices=1, source="test")
+    assert [s.tolist() for s in plan.slices] == [[0, 1], [2], [3, 4, 5]]
+    assert all(per[s].sum() + 5 <= 35 for s in plan.slices)
+    # two devices hold 2 x 30 bytes, less one config's share for uneven rounding
+    even = np.full(8, 10)
+    one = plan_slices(even, data_bytes=5, budget=35, devices=1, source="test")
+    two = plan_slices(even, data_bytes=5, budget=35, devices=2, source="test")
+    assert [s.size for s in one.slices] == [3, 3, 2]
+    assert [s.size for s in two.slices] == [5, 3]
+
+
+@pytest.mark.slow
+def test_split_equals_unsplit():
+    problem, data = _problem()
+    per = _per_config(problem, data, 8)
+    train_bytes = sum(v.nbytes for v in data.values())
+    kwargs = dict(space=SPACE, batch_size=8, epochs=2, validation=None, return_params=True)
+    whole = jaxgd.sweep(problem, data, **kwargs)
+    split = jaxgd.sweep(
+        problem, data, **kwargs, options=jaxgd.SweepOptions(max_memory=train_bytes + 3 * per)
+    )
+    assert len(whole.groups) == 1
+    assert [g["configs"] for g in split.groups] == [
+        [0, 1, 2],
+        [3, 4, 5],
+        [6, 7, 8],
+        [9, 10, 11],
+        [12, 13, 14],
+        [15],
+    ]
+    np.testing.assert_array_equal(split.updates, whole.updates)
+    for name, values in whole.history.items():
+        # narrower programs vectorise differently: float rounding
+        np.testing.assert_allclose(split.history[name], values, rtol=1e-5, err_msg=name)
+    for got, want in zip(jax.tree.leaves(split.params), jax.tree.leaves(whole.params)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_a_config_that_cannot_fit_is_refused_before_compiling():
+    problem, data = _problem()
+    before = jaxgd.compile_count()
+    with pytest.raises(jaxgd.InputError, match=r"max_memory=1000: one config needs [\d,]+ bytes"):
+        jaxgd.sweep(
+            problem,
+            data,
+            space=SPACE,
+            batch_size=8,
+            epochs=1,
+            options=jaxgd.SweepOptions(max_memory=1000),
+        )
+    assert jaxgd.compile_count() == before
+
+
+def test_callbacks_are_refused_when_the_sweep_is_split():
+    problem, data = _problem()
+    per = _per_config(problem, data, 8)
+    with pytest.raises(jaxgd.InputError, match="sequential slices"):
+        jaxgd.sweep(
+            problem,
+            data,
+            space=SPACE,
+            batch_size=8,
+            epochs=2,
+            validation=None,
+            callbacks=[jaxgd.EarlyStopping("train_loss")],
+            options=jaxgd.SweepOptions(max_memory=sum(v.nbytes for v in data.values()) + 3 * per),
+        )
