@@ -4,6 +4,7 @@ from . import distributed as distributed
 from . import optuna as optuna
 from . import plots as plots
 from . import problems as problems
+from . import science as science
 from .core.compile import compile_count as compile_count
 from .data import BatchPlan as BatchPlan
 from .data import split as split
@@ -65,6 +66,7 @@ __all__ = [
     "problems",
     "quasi_random",
     "sample",
+    "science",
     "split",
     "sweep",
     "uniform",

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._io import atomic_write, format_table
+from .science import cli as science_cli
 
 __all__ = ["main"]
 
@@ -81,7 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="a seconds-long version (for tests)")
     demo.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    science_cli.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "science":
+        return science_cli.run(args)
     if args.command == "demo":
         return run_demo(args.out, quick=args.quick, plots=not args.no_plots)
     parser.error(f"unknown command {args.command!r}")  # argparse refuses it before here

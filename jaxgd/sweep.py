@@ -25,6 +25,7 @@ from .core.disk_cache import use_disk_cache
 from .core.layout import Placement, to_host
 from .core.memory import MemoryPlan, config_bytes, default_budget, plan_slices
 from .core.state import DEFAULT_DIVERGENCE
+from .core.step import measurement_probes
 from .data import as_dataset, num_examples, split
 from .errors import InputError
 from .optimizers import Optimizer
@@ -77,6 +78,7 @@ def sweep(
     resume: bool = False,
     overwrite: bool = False,
     options: SweepOptions | None = None,
+    measure: Sequence[str] = (),
 ) -> SweepResult:
     """Train every config of ``space`` on ``data`` for ``epochs`` epochs.
 
@@ -109,6 +111,8 @@ def sweep(
         overwrite: remove the earlier run's files from ``checkpoint_dir`` first.
         options: engine settings (``jaxgd.SweepOptions``): strategy, chunking, blocks,
             checkpoint frequency and format.
+        measure: per-step measurements added to the history; ``["noise_scale"]`` adds
+            ``grad_sq_norm``, ``grad_trace`` and ``b_simple`` per epoch (``jaxgd.science``).
 
     A config's ``batch_size`` may be a ``BatchSchedule``; a config's ``norm_test`` key
     (θ) turns on the adaptive batch size of Byrd et al. 2012 for it.
@@ -141,6 +145,7 @@ def sweep(
             f"epochs_per_chunk={options.epochs_per_chunk!r}: must be a positive divisor of "
             f"epochs={epochs}"
         )
+    probes = measurement_probes(measure)
     if (
         isinstance(divergence, bool)
         or not isinstance(divergence, (int, float, np.number))
@@ -193,6 +198,7 @@ def sweep(
             drop_last=drop_last,
             epochs_per_chunk=options.epochs_per_chunk,
             eval_batch_size=options.eval_batch_size,
+            probes=probes,
             divergence=float(divergence),
         )
 
@@ -233,7 +239,8 @@ def sweep(
                 strategy=strategy,
                 programs=[[p.label, p.members.tolist()] for p in programs],
                 callbacks=[type(c).__qualname__ for c in callbacks],
-                settings=[epochs, float(divergence), shuffle, drop_last, return_params],
+                settings=[epochs, float(divergence), shuffle, drop_last, return_params]
+                + ([list(measure)] if measure else []),  # measuring changes the history
                 options={
                     k: v
                     for k, v in _options_record(options).items()

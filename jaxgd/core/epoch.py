@@ -71,11 +71,14 @@ def epoch_history(
     """One epoch's row of history for states with two leading config axes ``[U, M]``.
 
     ``train_loss`` = Σ loss / Σ examples over the epoch's steps (so the mean over the
-    epoch's examples, each counted once); each probe likewise; ``<set>_<metric>`` for each
+    epoch's examples, each counted once); each probe likewise (and ``b_simple``, the
+    noise scale, with ``GradientNoise``); ``<set>_<metric>`` for each
     evaluation set at the epoch's end; ``updates`` and ``status`` at the epoch's end.
     """
     history = {"train_loss": sums.loss_sum / sums.count}
     history.update({name: total / sums.count for name, total in sums.probes.items()})
+    if "grad_trace" in sums.probes:  # GradientNoise: the ratio of the epoch's averages
+        history["b_simple"] = sums.probes["grad_trace"] / sums.probes["grad_sq_norm"]
     for name, data in evals.items():
         means = evaluate_configs(problem, state.params, data, eval_batch_size, config_dims=2)
         history.update({f"{name}_{metric}": value for metric, value in means.items()})

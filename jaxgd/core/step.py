@@ -4,6 +4,11 @@
 
 A step returns sums (not means) of what it measured, so that an epoch's mean over its
 examples is exact whatever the batch size and however the last batch was padded.
+
+``sweep(measure=[...])`` names the probes (``MEASUREMENTS``): "noise_scale" is
+``GradientNoise``, the gradient noise scale's two unbiased statistics per step, which
+the norm test of the accumulate strategy computes with the same algebra
+(``sample_noise``).
 """
 
 from __future__ import annotations
@@ -15,10 +20,30 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ..errors import InputError
 from ..problem import Problem, example_losses, masked_mean, per_example_gradients
 from .state import DEFAULT_DIVERGENCE, TrainState, apply_gradient
 
-__all__ = ["StepMetrics", "Probe", "GradientSquaredNorms", "train_step", "zero_metrics"]
+__all__ = [
+    "StepMetrics",
+    "Probe",
+    "GradientSquaredNorms",
+    "GradientNoise",
+    "MEASUREMENTS",
+    "NOISE_EXAMPLES",
+    "EVERY_STEP_FROM",
+    "noise_every",
+    "measurement_probes",
+    "probe_names",
+    "two_batch_estimate",
+    "sample_noise",
+    "grouped_noise",
+    "noise_sums",
+    "HalfSums",
+    "half_sums",
+    "train_step",
+    "zero_metrics",
+]
 
 PyTree = Any
 
@@ -48,7 +73,7 @@ class GradientSquaredNorms:
     (Byrd et al. 2012) and the gradient noise scale (McCandlish et al. 2018,
     arXiv:1812.06162) compare with the norm of the batch gradient."""
 
-    name = "grad_sq_norm"
+    name = "example_grad_sq_norm"
 
     def __call__(self, problem, params, batch, mask):
         grads = per_example_gradients(problem.loss, params, batch)
@@ -64,10 +89,219 @@ class GradientSquaredNorms:
         return hash(type(self))
 
 
+def two_batch_estimate(sq_norm_small, sq_norm_big, b_small, b_big):
+    """Unbiased |G|² and tr Σ from squared gradient norms at two batch sizes.
+
+    With E|G_B|² = |G|² + tr Σ / B for the mean gradient of B independent examples:
+
+        |G|² = (B_big |G_big|² − B_small |G_small|²) / (B_big − B_small)
+        S    = (|G_small|² − |G_big|²) / (1/B_small − 1/B_big)
+
+    At B_small = 1 (per-example norms) and B_big = n this is the sample variance with
+    Bessel's correction, S = Σ||g_i − ḡ||² / (n − 1). Works on NumPy and JAX arrays.
+
+    Args:
+        sq_norm_small, sq_norm_big: |G_small|², |G_big|² (or their averages over steps).
+        b_small, b_big: the two batch sizes, ``b_small < b_big``.
+
+    Returns:
+        ``(g2, trace)``: the estimates of |G|² and tr Σ; B_simple = trace / g2.
+
+    Example:
+        >>> two_batch_estimate(5.0, 2.0, 1, 4)  # |G|² = 1, tr Σ = 4 give 5 and 2
+        (1.0, 4.0)
+
+    References:
+        McCandlish, Kaplan, Amodei et al. (2018), "An Empirical Model of Large-Batch
+        Training", arXiv:1812.06162, Appendix A.1.
+    """
+    g2 = (b_big * sq_norm_big - b_small * sq_norm_small) / (b_big - b_small)
+    trace = (sq_norm_small - sq_norm_big) / (1 / b_small - 1 / b_big)
+    return g2, trace
+
+
+def sample_noise(mean_sq, sq_norm_sum, count):
+    """``(g2, trace)`` of one batch from its per-example gradients: ``mean_sq`` = ||ḡ||²
+    of the mean gradient, ``sq_norm_sum`` = Σ_i ||g_i||², ``count`` = n real examples.
+
+        tr Σ = (Σ_i ||g_i||² − n ||ḡ||²) / (n − 1),    |G|² = ||ḡ||² − tr Σ / n
+
+    ``two_batch_estimate`` at B_small = 1, B_big = n, written so that n = 1 gives 0
+    rather than 0/0 (the norm test and ``GradientNoise`` in the accumulate strategy both
+    use it).
+    """
+    trace = (sq_norm_sum - count * mean_sq) / jnp.maximum(count - 1, 1)
+    return mean_sq - trace / count, trace
+
+
+def _tree_dot(a: PyTree, b: PyTree) -> jax.Array:
+    return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+class GradientNoise:
+    """The gradient noise scale measured in every step, from the batch's two halves.
+
+    The step computes its gradient as the sums s_a, s_b over two interleaved halves of
+    the batch (even and odd positions, n_a + n_b = n real examples; ``half_sums``), which
+    costs what the whole batch's gradient costs, and from them (``grouped_noise``, H = 2)
+
+        tr Σ ≈ ||s_a||²/n_a + ||s_b||²/n_b − ||s_a + s_b||²/n,    |G|² ≈ ||ḡ||² − tr Σ / n
+
+    both unbiased: with n_a = n_b = B/2 this is ``two_batch_estimate`` at B_small = B/2,
+    B_big = B. The grouped and nested strategies measure one step in ``noise_every(B)``
+    (every step from B = 256, else one in 512 // B, its halves' gradient computed besides
+    the plain one); a measured step records
+    ``noise_every(B) · n · estimate`` under ``grad_sq_norm`` and ``grad_trace``, so the
+    epoch's history holds their example-weighted means, and ``b_simple`` =
+    Σ tr / Σ |G|², the ratio of the averages (``jaxgd.science``). A batch with fewer than
+    two real examples has no estimate and adds nothing (at batch size 1: NaN). The
+    accumulate strategy sums the same groups over a batch's micro-batches, or uses
+    per-example gradients when the norm test computes them anyway.
+
+    References:
+        McCandlish, Kaplan, Amodei et al. (2018), arXiv:1812.06162, Appendix A.1.
+    """
+
+    names = ("grad_sq_norm", "grad_trace")
+
+    def __eq__(self, other):
+        return type(other) is type(self)
+
+    def __hash__(self):
+        return hash(type(self))
+
+
+# Steps measured. Measuring every step takes the gradient as its two halves' (the same
+# FLOPs), but writes two parameter-sized gradients per config where the plain step's one
+# fuses into the update: a near-constant cost per step, 2x at B = 64 on the CPU
+# (benchmarks/README.md, "What measure=["noise_scale"] costs"), 1.3x from B = 256.
+# Below EVERY_STEP_FROM, one step in NOISE_EXAMPLES // B measures (about once per 512
+# examples), with the halves' gradient computed besides the plain one.
+NOISE_EXAMPLES = 512
+EVERY_STEP_FROM = 256
+
+
+def noise_every(batch_size: int) -> int:
+    """Measure the noise scale on one step in ``noise_every(B)``: every step from B = 256,
+    else one in 512 // B."""
+    batch_size = int(batch_size)
+    return 1 if batch_size >= EVERY_STEP_FROM else max(1, NOISE_EXAMPLES // batch_size)
+
+
+MEASUREMENTS: dict[str, tuple[Any, ...]] = {"noise_scale": (GradientNoise(),)}
+"""What ``sweep(measure=[...])`` accepts, and the probes each name adds."""
+
+
+def measurement_probes(measure: Sequence[str]) -> tuple[Any, ...]:
+    """The probes for ``sweep(measure=...)``; refuses unknown names."""
+    if isinstance(measure, str) or not all(isinstance(name, str) for name in measure):
+        raise InputError(
+            f"measure={measure!r}: expected a list of names from {sorted(MEASUREMENTS)}, "
+            'e.g. measure=["noise_scale"]'
+        )
+    unknown = [name for name in measure if name not in MEASUREMENTS]
+    if unknown:
+        raise InputError(
+            f"measure={list(measure)!r}: unknown {unknown}; choose from {sorted(MEASUREMENTS)}"
+        )
+    probes = dict.fromkeys(p for name in measure for p in MEASUREMENTS[name])
+    return tuple(probes)
+
+
+def probe_names(probe: Any) -> tuple[str, ...]:
+    """The history entries a probe fills."""
+    return tuple(getattr(probe, "names", (getattr(probe, "name", None),)))
+
+
 def zero_metrics(shape: tuple[int, ...], probes: Sequence[Probe] = ()) -> StepMetrics:
     """Sums of zero with leading axes ``shape``: the start of an epoch's accumulation."""
     zero = jnp.zeros(shape, jnp.result_type(float))
-    return StepMetrics(zero, zero, {probe.name: zero for probe in probes})
+    return StepMetrics(zero, zero, {name: zero for probe in probes for name in probe_names(probe)})
+
+
+def _halves(tree: PyTree) -> PyTree:
+    """``[B, ...]`` leaves to ``[2, ⌈B/2⌉, ...]``: even positions, then odd ones (an odd
+    batch is padded with its first example, masked out by the caller)."""
+
+    def split(leaf):
+        if leaf.shape[0] % 2:
+            leaf = jnp.concatenate([leaf, leaf[:1]])
+        return jnp.swapaxes(leaf.reshape(leaf.shape[0] // 2, 2, *leaf.shape[1:]), 0, 1)
+
+    return jax.tree.map(split, tree)
+
+
+class HalfSums(NamedTuple):
+    """A batch's sums over its two interleaved halves (``half_sums``).
+
+    Attributes:
+        loss_sum: Σ m_i ℓ_i over the batch; ``grad_sum``: Σ m_i ∇ℓ_i; ``count``: Σ m_i.
+        group_sq: Σ_h ||s_h||² / n_h over the non-empty halves h (s_h: the half's gradient
+            sum, n_h its real examples); ``groups``: how many halves are non-empty.
+    """
+
+    loss_sum: jax.Array
+    grad_sum: PyTree
+    count: jax.Array
+    group_sq: jax.Array
+    groups: jax.Array
+
+
+def half_sums(problem: Problem, params: PyTree, batch: PyTree, mask: jax.Array) -> HalfSums:
+    """The batch's loss and gradient sums computed as those of its two halves (even and
+    odd positions: a partial batch's real examples split evenly), what ``grouped_noise``
+    needs besides. Costs what the batch's gradient costs, in two half-size pieces."""
+    if mask.shape[0] % 2:
+        mask = jnp.concatenate([mask, jnp.zeros((1,), bool)])
+    half_batch, half_mask = _halves(batch), _halves(mask)
+
+    def masked_sum(params, batch, mask):
+        losses = example_losses(problem.loss, params, batch)
+        return jnp.sum(jnp.where(mask, losses, 0))
+
+    loss_sums, grad_sums = jax.vmap(jax.value_and_grad(masked_sum), in_axes=(None, 0, 0))(
+        params, half_batch, half_mask
+    )
+    counts = jnp.sum(half_mask.astype(loss_sums.dtype), axis=1)
+    sq = sum(jnp.sum(g.reshape(2, -1) ** 2, axis=1) for g in jax.tree.leaves(grad_sums))
+    group_sq = jnp.sum(jnp.where(counts > 0, sq / jnp.maximum(counts, 1), 0))
+    return HalfSums(
+        loss_sum=loss_sums[0] + loss_sums[1],
+        grad_sum=jax.tree.map(lambda g: g[0] + g[1], grad_sums),
+        count=counts[0] + counts[1],
+        group_sq=group_sq,
+        groups=jnp.sum((counts > 0).astype(counts.dtype)),
+    )
+
+
+def grouped_noise(group_sq, groups, mean_sq, count):
+    """``(g2, trace)`` of a batch of n examples split into H disjoint groups.
+
+        tr Σ = (Σ_h ||s_h||² / n_h − n ||ḡ||²) / (H − 1),    |G|² = ||ḡ||² − tr Σ / n
+
+    (s_h: a group's gradient sum, ḡ the batch's mean gradient) are unbiased, since
+    E ||s_h||²/n_h = n_h |G|² + tr Σ. Per-example groups (H = n) give ``sample_noise``;
+    two halves of B/2 give ``two_batch_estimate`` at B_small = B/2, B_big = B. None when
+    H < 2 (returned as 0 / 1: callers mask it).
+    """
+    trace = (group_sq - count * mean_sq) / jnp.maximum(groups - 1, 1)
+    return mean_sq - trace / count, trace
+
+
+def noise_sums(g2, trace, count, groups, single):
+    """``GradientNoise``'s per-step sums: ``count·g2`` and ``count·trace`` where the batch
+    had two groups, 0 where not, NaN where ``single`` (batch size 1: never two)."""
+    zero = jnp.zeros_like(count)
+    weight = jnp.where(groups >= 2, count, zero)
+    weight = jnp.where(single, jnp.full_like(weight, jnp.nan), weight)
+    return {"grad_sq_norm": weight * g2, "grad_trace": weight * trace}
+
+
+def _noise_from(sums: HalfSums, mean_grads: PyTree, single: bool) -> dict[str, jax.Array]:
+    g2, trace = grouped_noise(
+        sums.group_sq, sums.groups, _tree_dot(mean_grads, mean_grads), sums.count
+    )
+    return noise_sums(g2, trace, sums.count, sums.groups, single)
 
 
 def train_step(
@@ -78,21 +312,53 @@ def train_step(
     problem: Problem,
     tx: optax.GradientTransformation,
     probes: Sequence[Probe] = (),
+    noise_every: int = 1,
+    measure_now: jax.Array | bool = True,
     divergence: float = DEFAULT_DIVERGENCE,
 ) -> tuple[TrainState, StepMetrics]:
     """One mini-batch update: g = ∇ [Σ m_i ℓ(θ, x_i) / Σ m_i], then the optimizer's update.
 
     Returns the new state and the batch's sums measured *before* the update, from which
-    the epoch's mean training loss is the usual running average.
+    the epoch's mean training loss is the usual running average. With a ``GradientNoise``
+    probe the gradient is summed over the batch's two halves (the same arithmetic up to
+    float summation order). With ``noise_every`` = k > 1 the step takes the plain gradient
+    and, where ``measure_now`` (a scalar the same for all configs, so a real branch: the
+    strategies pass ``index % k == 0``), the halves' gradient besides, its noise sums
+    weighted by k; elsewhere they are 0.
     """
 
-    def loss_and_sum(params):
-        losses = example_losses(problem.loss, params, batch)
-        return masked_mean(losses, mask), jnp.sum(jnp.where(mask, losses, 0))
+    noise = any(isinstance(probe, GradientNoise) for probe in probes)
+    measured = {}
+    if noise and noise_every == 1:  # every step: the halves give the update too
+        sums = half_sums(problem, state.params, batch, mask)
+        safe = jnp.maximum(sums.count, jnp.ones_like(sums.count))
+        grads = jax.tree.map(lambda g: g / safe, sums.grad_sum)
+        loss, loss_sum = sums.loss_sum / safe, sums.loss_sum
+        measured = _noise_from(sums, grads, mask.shape[0] < 2)
+    else:
 
-    (loss, loss_sum), grads = jax.value_and_grad(loss_and_sum, has_aux=True)(state.params)
+        def loss_and_sum(params):
+            losses = example_losses(problem.loss, params, batch)
+            return masked_mean(losses, mask), jnp.sum(jnp.where(mask, losses, 0))
+
+        (loss, loss_sum), grads = jax.value_and_grad(loss_and_sum, has_aux=True)(state.params)
+        if noise:  # one step in noise_every: the halves' gradient besides, weighted
+
+            def measure():
+                sums = half_sums(problem, state.params, batch, mask)
+                safe = jnp.maximum(sums.count, jnp.ones_like(sums.count))
+                mean = jax.tree.map(lambda g: g / safe, sums.grad_sum)
+                found = _noise_from(sums, mean, mask.shape[0] < 2)
+                return {name: noise_every * value for name, value in found.items()}
+
+            def skip():
+                return dict.fromkeys(GradientNoise.names, jnp.zeros_like(loss_sum))
+
+            measured = jax.lax.cond(measure_now, measure, skip)
     count = jnp.sum(mask.astype(loss.dtype))
-    measured = {probe.name: probe(problem, state.params, batch, mask) for probe in probes}
+    for probe in probes:
+        if not isinstance(probe, GradientNoise):
+            measured[probe.name] = probe(problem, state.params, batch, mask)
     return apply_gradient(state, grads, loss, tx, divergence=divergence), StepMetrics(
         loss_sum, count, measured
     )

@@ -40,7 +40,15 @@ from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
 from ..core.layout import Placement, SeedLayout, bucket_width
 from ..core.state import TrainState, apply_gradient, init_states, stop_where
-from ..core.step import GradientSquaredNorms, StepMetrics
+from ..core.step import (
+    GradientNoise,
+    GradientSquaredNorms,
+    StepMetrics,
+    grouped_noise,
+    half_sums,
+    noise_sums,
+    sample_noise,
+)
 from ..data import BatchPlan, batch_indices, take
 from ..problem import example_losses
 from .base import PlanContext, Program, ProgramSpec, by_optimizer
@@ -66,7 +74,9 @@ class AccumulateState(NamedTuple):
         train: the ``TrainState``.
         grad_sum: Σ of the per-example gradients of the current batch so far.
         loss_sum, count: Σ of their losses and how many real examples.
-        sq_norm_sum: Σ ||g_j||² of the per-example gradients (norm test only).
+        sq_norm_sum: Σ_h ||s_h||² / n_h over the batch's groups so far: per-example
+            gradients for the norm test, else two halves per micro-batch for the noise
+            scale (``core.step.grouped_noise``); ``groups``: how many groups.
         micro: micro-batches accumulated in the current batch.
         multiple: k, micro-batches per batch: the batch size in force is k·m.
         limit: examples of the epoch this config uses (fewer with drop_last).
@@ -78,6 +88,7 @@ class AccumulateState(NamedTuple):
     loss_sum: jax.Array
     count: jax.Array
     sq_norm_sum: jax.Array
+    groups: jax.Array
     micro: jax.Array
     multiple: jax.Array
     limit: jax.Array
@@ -101,11 +112,12 @@ def norm_test_multiple(grad_sum, sq_norm_sum, count, theta, micro_size, max_mult
     """The batch multiple the norm test asks for after a batch of ``count`` examples.
 
     With g the batch mean gradient and V = (Σ||g_j||² − |S| ||g||²)/(|S| − 1) the sample
-    variance, the batch is large enough when V/|S| ≤ θ² ||g||²; otherwise the next batch
-    has ⌈V / (θ² ||g||²)⌉ examples, rounded up to the micro-batch grid and capped.
+    variance (``core.step.sample_noise``'s tr Σ, which ``GradientNoise`` records), the
+    batch is large enough when V/|S| ≤ θ² ||g||²; otherwise the next batch has
+    ⌈V / (θ² ||g||²)⌉ examples, rounded up to the micro-batch grid and capped.
     """
     mean_sq = sum(jnp.sum((leaf / count) ** 2) for leaf in jax.tree.leaves(grad_sum))
-    variance = (sq_norm_sum - count * mean_sq) / jnp.maximum(count - 1, 1)
+    _, variance = sample_noise(mean_sq, sq_norm_sum, count)  # the noise scale's tr Σ
     threshold = theta**2 * mean_sq
     passes = variance / count <= threshold
     wanted = jnp.ceil(variance / jnp.maximum(threshold, jnp.finfo(threshold.dtype).tiny))
@@ -129,15 +141,23 @@ def accumulate_step(
     mask = mask & (positions < state.limit)
     params = state.train.params
 
-    def loss_sum_fn(params):
-        losses = example_losses(problem.loss, params, batch)
-        return jnp.sum(jnp.where(mask, losses, 0))
+    noise = GradientNoise() in settings.probes
+    sq_norm_sum, groups = state.sq_norm_sum, state.groups
+    if noise and not settings.norm_test:  # two halves of each micro-batch: the noise's groups
+        sums = half_sums(problem, params, batch, mask)
+        loss_sum, grads, count = sums.loss_sum, sums.grad_sum, sums.count
+        sq_norm_sum, groups = sq_norm_sum + sums.group_sq, groups + sums.groups
+    else:
 
-    loss_sum, grads = jax.value_and_grad(loss_sum_fn)(params)
-    count = jnp.sum(mask.astype(loss_sum.dtype))
-    sq_norm_sum = state.sq_norm_sum
-    if settings.norm_test:
-        sq_norm_sum = sq_norm_sum + GradientSquaredNorms()(problem, params, batch, mask)
+        def loss_sum_fn(params):
+            losses = example_losses(problem.loss, params, batch)
+            return jnp.sum(jnp.where(mask, losses, 0))
+
+        loss_sum, grads = jax.value_and_grad(loss_sum_fn)(params)
+        count = jnp.sum(mask.astype(loss_sum.dtype))
+        if settings.norm_test:  # per-example groups, which the noise scale then shares
+            sq_norm_sum = sq_norm_sum + GradientSquaredNorms()(problem, params, batch, mask)
+            groups = groups + count
 
     grad_sum = optax.tree.add(state.grad_sum, grads)
     total_loss, total_count = state.loss_sum + loss_sum, state.count + count
@@ -154,6 +174,13 @@ def accumulate_step(
         keep_optimizer_state=True,
         divergence=settings.divergence,
     )
+
+    measured = {}
+    if noise:
+        mean_sq = sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(mean_grads))
+        g2, trace = grouped_noise(sq_norm_sum, groups, mean_sq, safe_count)
+        single = state.multiple * settings.micro_size < 2  # batch size 1: never two groups
+        measured = noise_sums(g2, trace, total_count, jnp.where(apply, groups, 0), apply & single)
 
     multiple = state.multiple
     if settings.norm_test:
@@ -177,12 +204,13 @@ def accumulate_step(
         loss_sum=reset(total_loss),
         count=reset(total_count),
         sq_norm_sum=reset(sq_norm_sum),
+        groups=reset(groups),
         micro=reset(micro),
         multiple=multiple,
         limit=state.limit,
         theta=state.theta,
     )
-    return new_state, StepMetrics(loss_sum, count, {})
+    return new_state, StepMetrics(loss_sum, count, measured)
 
 
 def _start_epoch(state: AccumulateState, multiple: jax.Array, settings: AccumulateSettings):
@@ -207,6 +235,7 @@ def _accumulate_init(seeds, hyperparams, multiples, thetas, *, settings: Accumul
         loss_sum=zeros,
         count=zeros,
         sq_norm_sum=zeros,
+        groups=zeros,
         micro=jnp.zeros(multiples.shape, jnp.int32),
         multiple=multiples,
         limit=jnp.full(multiples.shape, settings.num_examples, jnp.int32),

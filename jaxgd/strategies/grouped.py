@@ -24,7 +24,7 @@ from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
 from ..core.layout import Placement, SeedLayout, bucket_width
 from ..core.state import TrainState, stop_where
-from ..core.step import train_step
+from ..core.step import GradientNoise, noise_every, train_step
 from ..data import BatchPlan, batch_indices, take
 from ..schedules import BatchSchedule
 from .base import PlanContext, Program, ProgramSpec, initial_states
@@ -46,6 +46,7 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
     """``epochs_per_chunk`` epochs of every config: states ``[U, M]``, keys ``[U]``."""
     states = stop_where(states, stop)
     plan = settings.plan
+    every = noise_every(plan.batch_size) if GradientNoise() in settings.probes else 1
     step = functools.partial(
         train_step,
         problem=settings.problem,
@@ -53,7 +54,7 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
         probes=settings.probes,
         divergence=settings.divergence,
     )
-    step_all = vmap_configs(step, settings.config_block)
+    step = functools.partial(step, noise_every=every)
 
     def one_epoch(states, xs):
         epoch, _ = xs
@@ -61,11 +62,19 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
         indices, masks = jax.vmap(functools.partial(batch_indices, plan))(orders)
 
         def one_step(states, xs):
-            step_indices, step_mask = xs
+            step_indices, step_mask, index = xs
+            # the step index is the same for every config: a real branch, not a select
+            measure_now = index % every == 0
+            step_all = vmap_configs(
+                functools.partial(step, measure_now=measure_now), settings.config_block
+            )
             return step_all(states, take(train, step_indices), step_mask)
 
+        steps = jnp.arange(plan.steps_per_epoch, dtype=jnp.int32)
         states, metrics = jax.lax.scan(
-            one_step, states, (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1))
+            one_step,
+            states,
+            (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1), steps),
         )
         sums = jax.tree.map(lambda m: m.sum(0), metrics)
         history = epoch_history(
@@ -127,7 +136,11 @@ class GroupedProgram(Program):
         self.train, self.evals = train, evals
         if self.start is None:
             (self.states, self.shuffle_keys), seconds = initial_states(
-                self.layout, self.hyperparams, self.settings_by_epoch[0], on_compile, self.label
+                self.layout,
+                self.hyperparams,
+                self.settings_by_epoch[0],
+                on_compile,
+                self.label,
             )
             self.compile_seconds += seconds
         else:

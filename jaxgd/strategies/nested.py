@@ -27,7 +27,7 @@ from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
 from ..core.layout import Placement, SeedLayout, bucket_width, host_take, to_host
 from ..core.state import TrainState, stop_where
-from ..core.step import train_step, zero_metrics
+from ..core.step import GradientNoise, noise_every, train_step, zero_metrics
 from ..data import take
 from ..schedules import BatchSchedule
 from .base import PlanContext, Program, ProgramSpec, by_optimizer, initial_states
@@ -87,7 +87,8 @@ def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, sett
         divergence=settings.divergence,
     )
     blocks = settings.config_blocks or (None,) * len(settings.batch_sizes)
-    steps_all = [vmap_configs(step, block) for block in blocks]
+    noise = GradientNoise() in settings.probes
+    every = [noise_every(size) if noise else 1 for size in settings.batch_sizes]
     outer_size, full_outer = settings.outer_size, settings.full_outer_steps
     length = max(settings.padded_epoch, full_outer * outer_size)
     groups = range(len(settings.batch_sizes))
@@ -101,7 +102,13 @@ def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, sett
             start = offset + s * size
             index = jax.lax.dynamic_slice_in_dim(order, start, size, axis=1)
             mask = jnp.broadcast_to(start + jnp.arange(size) < used, index.shape)
-            return steps_all[group](state, take(train, index), mask)
+            k = every[group]
+            measure_now = (start // size) % k == 0  # its index in the epoch, as grouped's
+            step_all = vmap_configs(
+                functools.partial(step, noise_every=k, measure_now=measure_now),
+                blocks[group],
+            )
+            return step_all(state, take(train, index), mask)
 
         state, metrics = jax.lax.scan(one_step, state, jnp.arange(count, dtype=jnp.int32))
         return state, jax.tree.map(lambda m: m.sum(0), metrics)
@@ -119,7 +126,11 @@ def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, sett
         def outer_step(states, t):
             results = [
                 group_steps(
-                    states[g], orders[g], g, t * outer_size, outer_size // settings.batch_sizes[g]
+                    states[g],
+                    orders[g],
+                    g,
+                    t * outer_size,
+                    outer_size // settings.batch_sizes[g],
                 )
                 for g in groups
             ]
@@ -279,7 +290,10 @@ class NestedProgram(Program):
                 q = within[np.asarray(positions)[mine]]
                 rows, cols = layout.rows[q], layout.cols[q]
                 parts.append(
-                    (host_take(self.states[g], rows, cols), host_take(self.shuffle_keys[g], rows))
+                    (
+                        host_take(self.states[g], rows, cols),
+                        host_take(self.shuffle_keys[g], rows),
+                    )
                 )
                 order += mine
         inverse = np.argsort(order, kind="stable")
@@ -340,7 +354,9 @@ class Nested:
                 for b in distinct
             )
             settings = NestedSettings(
-                **context.specs(optimizer).common(), batch_sizes=distinct, config_blocks=blocks
+                **context.specs(optimizer).common(),
+                batch_sizes=distinct,
+                config_blocks=blocks,
             )
             programs.append(
                 NestedProgram(
