@@ -174,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["bench"]:
             return run_bench(argv[1:])
         args = build_parser().parse_args(argv)
+        args.argv = argv
         return args.handler(args)
     except InputError as error:
         message = " ".join(str(error).split())
@@ -288,6 +289,7 @@ def run_file(args: argparse.Namespace) -> int:
         space_method=plan.space_method,
         wall_seconds=time.perf_counter() - start,
         plots=plan.report.plots,
+        env=reporting.environment(command=" ".join(["jaxgd", *map(str, args.argv)])),
     )
     if not args.quiet:
         best = reporting.best_configs(result, metric, 10)

@@ -305,7 +305,8 @@ def _csv_columns(frame, inputs, targets, num_classes, path):
             f"data.inputs={inputs!r}: {path!r} has no column {missing}; it has {columns}"
         )
     features = frame[inputs]
-    non_numeric = [c for c in inputs if not np.issubdtype(features[c].dtype, np.number)]
+    is_numeric = optional_import("pandas", extra="pandas", feature="CSV").api.types.is_numeric_dtype
+    non_numeric = [c for c in inputs if not is_numeric(features[c].dtype)]
     if non_numeric:
         raise InputError(
             f"data.inputs: columns {non_numeric} of {path!r} are not numeric; encode them or "
@@ -313,7 +314,7 @@ def _csv_columns(frame, inputs, targets, num_classes, path):
         )
     x = features.to_numpy(np.float32)
     column = frame[targets]
-    if num_classes is not None and not np.issubdtype(column.dtype, np.number):
+    if num_classes is not None and not is_numeric(column.dtype):
         categories = sorted(column.astype(str).unique())
         codes = {c: i for i, c in enumerate(categories)}
         y = column.astype(str).map(codes).to_numpy(np.int32)

@@ -75,7 +75,20 @@ def _spans_decades(values: np.ndarray) -> bool:
 
 
 def _label(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _log_axis(values: np.ndarray) -> bool:
+    """Whether values read better on a log axis: positive, spanning decades, and spread
+    like a log-uniform draw (their median nearer the geometric than the arithmetic
+    middle of the range: learning rates yes, momenta drawn uniformly from [0, 1) no)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size < 2 or values.min() <= 0 or not _spans_decades(values):
+        return False
+    low, high, median = values.min(), values.max(), np.median(values)
+    geometric, arithmetic = np.sqrt(low * high), (low + high) / 2
+    return abs(np.log(median / geometric)) < abs(np.log(median / arithmetic))
 
 
 def final_values(result: SweepResult, metric: str) -> np.ndarray:
@@ -128,7 +141,7 @@ def _colours(matplotlib, values: list[Any]):
     cmap = matplotlib.colormaps["viridis"]
     if len(values) > _MAX_LEGEND and _is_numeric(values):
         array = np.asarray(values, dtype=float)
-        if _spans_decades(array) and array.min() > 0:
+        if _log_axis(array):
             norm = matplotlib.colors.LogNorm(array.min(), array.max())
         else:
             norm = matplotlib.colors.Normalize(array.min(), array.max())
@@ -322,7 +335,7 @@ def final_loss_heatmap(
     annotate = len(xs) * len(ys) <= _MAX_ANNOTATED_CELLS
 
     width = min(3.6 * len(panels), 18) + 1.2
-    height = min(0.45 * len(ys), 8) + 2.6
+    height = min(0.45 * len(ys), 4.5) + 2.6
     figure = Figure(figsize=(width, height), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     image = None
@@ -357,8 +370,9 @@ def final_loss_heatmap(
     if image is not None and finite.size:
         figure.colorbar(image, ax=list(axes), label=f"final {_title(metric)}")
     seeds = _values(result, "seed")
-    subtitle = f" (mean of {len(seeds)} seeds; red: best)" if len(seeds) > 1 else " (red: best)"
-    figure.suptitle((title or f"Final {_title(metric)}") + subtitle)
+    subtitle = f"mean of {len(seeds)} seeds; " if len(seeds) > 1 else ""
+    subtitle += "red: best" + ("; grey: diverged" if diverged.any() else "")
+    figure.suptitle((title or f"Final {_title(metric)}") + f" ({subtitle})")
     return _save(figure, Canvas, path)
 
 
@@ -373,7 +387,7 @@ def _axis_values(result: SweepResult, name: str) -> tuple[np.ndarray, list[str] 
     distinct = sorted(set(present), key=lambda v: (isinstance(v, str), v))
     if _is_numeric(present) and len(distinct) > 6:
         x = np.array([np.nan if v is None else float(v) for v in raw])
-        return x, None, bool(_spans_decades(x) and np.nanmin(x) > 0)
+        return x, None, _log_axis(x)
     # A few values (a grid axis, batch sizes) or names: evenly spaced, labelled.
     labels = [_label(v) for v in distinct]
     index = {v: i for i, v in enumerate(distinct)}

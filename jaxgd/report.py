@@ -29,7 +29,6 @@ import html
 import os
 import platform
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -118,9 +117,13 @@ def best_configs(result: SweepResult, metric: str, count: int = 10) -> list[dict
 
     Configs that differ only in their seed form one row: the mean and spread (min–max)
     of the final metric over the seeds, how many seeds, and how many of them diverged or
-    were stopped. A row with a diverged seed ranks after every row without one.
+    were stopped. A row with a diverged seed ranks after every row without one, and a row
+    with a seed stopped early (its value: the last before the stop) after every row that
+    trained to the end.
     """
-    final = result.history[metric][:, -1].astype(float)
+    from .plots import final_values
+
+    final = final_values(result, metric)
     statuses = np.asarray(result.status)
     groups: dict[tuple, list[int]] = {}
     for index, config in enumerate(result.configs):
@@ -141,17 +144,23 @@ def best_configs(result: SweepResult, metric: str, count: int = 10) -> list[dict
         row["diverged"] = diverged
         row["stopped"] = int(np.sum(statuses[members] == "stopped"))
         mean = row[f"mean_final_{metric}"]
+        finite_mean = bool(np.isfinite(mean))
         row["_key"] = (
-            diverged > 0 or not np.isfinite(mean),
-            sign * mean if np.isfinite(mean) else 0.0,
+            diverged > 0 or not finite_mean,
+            row["stopped"] > 0,
+            sign * mean if finite_mean else 0.0,
         )
         rows.append(row)
     rows.sort(key=lambda r: r.pop("_key"))
+    if all(r["seeds"] == 1 for r in rows):
+        for row in rows:  # one seed each: the spread says nothing
+            del row["min"], row["max"], row["seeds"]
     return rows[:count]
 
 
-def environment() -> dict[str, str]:
-    """Versions, backend and device, platform, and the git commit of a checkout."""
+def environment(command: str | None = None) -> dict[str, str]:
+    """Versions, backend and device, platform, the command that ran (if given), the
+    date, and the git commit when jaxgd runs from a source checkout."""
     import jax
     import optax
 
@@ -168,7 +177,7 @@ def environment() -> dict[str, str]:
         "device": f"{device.device_kind} x {jax.device_count()}",
         "platform": platform.platform(),
         "cpu cores": str(os.cpu_count()),
-        "command": " ".join(["jaxgd", *sys.argv[1:]]) if sys.argv[0].endswith("jaxgd") else "",
+        "command": command or "",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     commit = _git_commit()
@@ -280,6 +289,7 @@ h1 {{ font-size: 1.6em; }} h2 {{ margin-top: 1.8em; border-bottom: 1px solid #dd
 table {{ border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0 1em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f3f3f3; }}
+td:first-child, th:first-child {{ text-align: left; }}
 figure {{ margin: 1em 0; }} img {{ max-width: 100%; height: auto; }}
 figcaption {{ color: #555; font-size: 0.9em; }}
 </style></head>
@@ -400,7 +410,8 @@ def write_report(
         described = ", ".join(f"{k} {_cell(winner[k])}" for k in names if k in winner)
         document.paragraph(
             f"Best: {described or 'the only config'} with mean final {metric} "
-            f"{_cell(winner[f'mean_final_{metric}'])} over {winner['seeds']} seed(s)."
+            f"{_cell(winner[f'mean_final_{metric}'])}"
+            + (f" over {winner['seeds']} seeds." if winner.get("seeds", 1) > 1 else ".")
         )
     document.heading("Best configs" + (" (mean over seeds)" if seeds > 1 else ""))
     document.table(best)
@@ -506,7 +517,7 @@ def write_report(
         ]
     )
     document.heading("Environment")
-    document.table([{"": k, "value": v} for k, v in (env or environment()).items()])
+    document.table([{"item": k, "value": v} for k, v in (env or environment()).items()])
 
     atomic_write(os.path.join(out, "report.md"), document.markdown())
     atomic_write(os.path.join(out, "report.html"), document.html())

@@ -457,6 +457,8 @@ def _data(src: _Source, doc: dict, folder: str, builtin_data):
         )
     except InputError as error:
         key = str(error).split("=", 1)[0].split(":", 1)[0]
+        if key in ("path", "inputs", "targets"):
+            key = f"data.{key}"
         key = key if key.startswith("data.") else "data"
         raise src.error(key, str(error)) from error
 
@@ -690,6 +692,14 @@ def _options(src: _Source, doc: dict):
     from .options import SweepOptions
 
     table = _table(src, doc, "options")
+    epochs = doc["sweep"]["epochs"]
+    chunk = table.get("epochs_per_chunk", 1)
+    if _is_int(chunk) and chunk > 0 and epochs % chunk:
+        raise src.error(
+            "options.epochs_per_chunk",
+            f"{chunk}: must divide sweep.epochs = {epochs} (chunks end together), e.g. "
+            f"{max(d for d in range(1, chunk + 1) if epochs % d == 0)}",
+        )
     try:
         return SweepOptions(**table)
     except (ValueError, TypeError) as error:
