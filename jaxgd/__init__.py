@@ -2,6 +2,7 @@
 
 from . import plots as plots
 from . import problems as problems
+from . import report as report
 from .core.compile import compile_count as compile_count
 from .data import BatchPlan as BatchPlan
 from .data import split as split
@@ -58,6 +59,7 @@ __all__ = [
     "per_example_gradients",
     "plots",
     "problems",
+    "report",
     "sample",
     "split",
     "sweep",

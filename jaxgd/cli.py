@@ -254,6 +254,11 @@ def run_file(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     plan = runfile.load(args.config, args.overrides)
     out = args.out or plan.out
+    if plan.checkpoint_every is not None:
+        raise InputError(
+            f"{plan.source}: [checkpoint]: this jaxgd cannot checkpoint a sweep yet; remove "
+            "the [checkpoint] table"
+        )
     _check_out(out, overwrite=args.overwrite, resume=args.resume)
     metric = plan.report.metric or ("val_loss" if plan.sweep_kwargs["validation"] else "train_loss")
     callbacks = list(plan.callbacks)

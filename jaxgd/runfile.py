@@ -413,7 +413,7 @@ def _data(src: _Source, doc: dict, folder: str, builtin_data):
     options = table.get("options", {})
     if "name" in table:
         name = _string(src, "data.name", table["name"], BUILTIN_DATA)
-        extra = sorted(set(table) - {"name", "options", "num_classes"})
+        extra = sorted(set(table) - {"name", "options"})
         if extra:
             raise src.error(f"data.{extra[0]}", "files and a built-in name do not mix")
         if not isinstance(options, dict):
@@ -461,6 +461,28 @@ def _data(src: _Source, doc: dict, folder: str, builtin_data):
             key = f"data.{key}"
         key = key if key.startswith("data.") else "data"
         raise src.error(key, str(error)) from error
+
+
+def _check_mlp_widths(src: _Source, doc: dict, data) -> None:
+    """The built-in MLP's first width is the inputs' features and its last the classes:
+    an out-of-range label would be clamped by JAX indexing and train on the wrong class."""
+    sizes = doc["problem"].get("options", {}).get("layer_sizes", (64, 256, 10))
+    features = np.shape(data["x"])[1:] if isinstance(data, dict) and "x" in data else None
+    if features is not None and tuple(features) != (sizes[0],):
+        raise src.error(
+            "problem.options.layer_sizes",
+            f"{list(sizes)} starts at {sizes[0]} inputs but the data's examples have shape "
+            f"{tuple(features)}; make the first width {int(np.prod(features))}",
+        )
+    labels = data.get("y") if isinstance(data, dict) else None
+    if labels is not None and np.issubdtype(np.asarray(labels).dtype, np.integer):
+        top = int(np.max(labels))
+        if top >= sizes[-1]:
+            raise src.error(
+                "problem.options.layer_sizes",
+                f"{list(sizes)} ends at {sizes[-1]} classes but the data has label {top}; make "
+                f"the last width at least {top + 1}",
+            )
 
 
 def _batch_size(src: _Source, key: str, value: Any):
@@ -833,6 +855,8 @@ def load_text(
     folder = folder if folder is not None else os.path.dirname(os.path.abspath(name))
     problem_name, problem, builtin_data = _problem(src, doc, folder)
     data = _data(src, doc, folder, builtin_data)
+    if problem_name == "mlp":
+        _check_mlp_widths(src, doc, data)
     sweep_kwargs = _sweep_kwargs(src, doc)
     method, space = _space(src, doc, sweep_kwargs["optimizer"])
     options = _options(src, doc)

@@ -104,6 +104,8 @@ REFUSED = [
     (["run", "CONFIG", "--out", "FILE"], None, "is a file"),
     (["run", "CONFIG", "--out", "FULL"], None, "holds another run's results (results.csv)"),
     (["run", "CONFIG"], SWEEP + "[data]\ninputs = 'x.npy'\ntargets = 'y.npy'\n", "x.npy"),
+    (["run", "CONFIG"], SWEEP + "[checkpoint]\nevery = 1\n", "cannot checkpoint a sweep yet"),
+    (["run", "CONFIG", "--resume"], None, "--resume: this jaxgd writes no checkpoints"),
 ]
 
 

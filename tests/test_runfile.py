@@ -261,6 +261,27 @@ REFUSED = [
     ((None, "[checkpoint]\nevery = -1"), "sweep.toml:13: checkpoint.every:", "positive integer"),
     ((None, '[data]\nname = "mnist"'), "sweep.toml:13: data.name:", "digits"),
     (
+        (None, '[data]\nname = "digits"\nnum_classes = 10'),
+        "sweep.toml:14: data.num_classes:",
+        "do not mix",
+    ),
+    (
+        (
+            'name = "linear_regression"',
+            'name = "mlp"\noptions = {layer_sizes = [64, 9]}\n[data]\nname = "digits"',
+        ),
+        "sweep.toml:3: problem.options.layer_sizes:",
+        "ends at 9 classes but the data has label 9",
+    ),
+    (
+        (
+            'name = "linear_regression"',
+            'name = "mlp"\noptions = {layer_sizes = [60, 10]}\n[data]\nname = "digits"',
+        ),
+        "sweep.toml:3: problem.options.layer_sizes:",
+        "make the first width 64",
+    ),
+    (
         (None, '[data]\npath = "missing.npz"\ninputs = "x"\ntargets = "y"'),
         "sweep.toml:13: data.path:",
         "does not exist",
