@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .options import SweepOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -96,21 +97,14 @@ TABLES: dict[str, tuple[str, ...]] = {
         "drop_last",
     ),
     "space": ("method", "count", "sample_seed", "parameters"),
-    "options": (
-        "strategy",
-        "epochs_per_chunk",
-        "eval_batch_size",
-        "config_block",
-        "micro_batch_size",
-        "max_batch_size",
-        "rebuild",
-    ),
     "early_stopping": ("metric", "patience", "min_delta", "mode"),
     "halving": ("metric", "eta", "min_epochs", "mode"),
     "report": ("metric", "top", "plots"),
     "checkpoint": ("every",),
     "output": ("folder",),
 }
+# [options] maps onto jaxgd.SweepOptions one to one: its fields are the keys.
+TABLES["options"] = tuple(field.name for field in dataclasses.fields(SweepOptions))
 PARAMETER_KEYS = ("value", "values", "min", "max", "distribution", "count")
 DISTRIBUTIONS = ("uniform", "log_uniform_values", "int_uniform", "categorical")
 METHODS = ("grid", "random", "quasirandom")
@@ -711,8 +705,6 @@ def _sweep_kwargs(src: _Source, doc: dict) -> dict[str, Any]:
 
 
 def _options(src: _Source, doc: dict):
-    from .options import SweepOptions
-
     table = _table(src, doc, "options")
     epochs = doc["sweep"]["epochs"]
     chunk = table.get("epochs_per_chunk", 1)
