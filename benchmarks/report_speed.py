@@ -202,8 +202,9 @@ def main(argv=None) -> int:
         ]
     points = []
     for count, space, what in plan:
-        for repeat in range(1 if args.quick else args.repeats):
-            point = _in_subprocess(count, space, what, args.epochs, timeout=600)
+        before = what.startswith("before")  # minutes each: timed once, cut off at 300 s
+        for repeat in range(1 if args.quick or before else args.repeats):
+            point = _in_subprocess(count, space, what, args.epochs, timeout=300 if before else 600)
             point["repeat"] = repeat
             points.append(point)
             print(json.dumps({k: v for k, v in point.items() if k != "files"}), flush=True)

@@ -183,3 +183,17 @@ def test_report_renders_in_headless_chromium(tmp_path):
     # Text, tables and plots: many pixels neither white nor one flat colour.
     assert (pixels.min(axis=2) < 0.9).mean() > 0.05
     assert len(np.unique((pixels * 15).astype(int).reshape(-1, 3), axis=0)) > 100
+
+
+@pytest.mark.slow
+def test_report_speed_benchmark_quick_mode(tmp_path):
+    import json
+
+    import report_speed
+
+    assert report_speed.main(["--quick", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "report_speed.json").read_text())
+    (point,) = record["points"]
+    assert (point["configs"], point["what"]) == (100, "report")
+    assert point["seconds"] > 0 and point["peak_rss_mb"] > 0
+    assert "plots/parallel_coordinates.png" in point["files"]
