@@ -415,6 +415,11 @@ def write_report(
         )
     document.heading("Best configs" + (" (mean over seeds)" if seeds > 1 else ""))
     document.table(best)
+    if counts["stopped"]:
+        document.paragraph(
+            "A config stopped early counts with its last value before the stop; rows with "
+            "one rank after every row that trained to the end."
+        )
     if scores:
         document.heading("What mattered")
         document.paragraph(
