@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = ["check_positive_int"]
 
 
@@ -29,7 +31,7 @@ def check_positive_int(name: str, value: Any, *, at_most: int | None = None, wha
         ``int(value)``.
 
     Raises:
-        ValueError: e.g. ``"batch_size=0: must be a positive integer no larger than the
+        InputError: e.g. ``"batch_size=0: must be a positive integer no larger than the
             1050 training examples"``.
 
     Example:
@@ -38,7 +40,7 @@ def check_positive_int(name: str, value: Any, *, at_most: int | None = None, wha
         >>> check_positive_int("batch_size", 0, at_most=1050, what="training examples")
         Traceback (most recent call last):
         ...
-        ValueError: batch_size=0: must be a positive integer no larger than the 1050 training examples
+        jaxgd.errors.InputError: batch_size=0: must be a positive integer no larger than the 1050 training examples
     """  # noqa: E501
     is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
     if is_int and value >= 1 and (at_most is None or value <= at_most):
@@ -50,4 +52,4 @@ def check_positive_int(name: str, value: Any, *, at_most: int | None = None, wha
     hint = ""
     if isinstance(value, float) and value.is_integer() and value >= 1:
         hint = f" (write {int(value)}, not {value!r})"
-    raise ValueError(f"{name}={value!r}: must be {expected}{hint}")
+    raise InputError(f"{name}={value!r}: must be {expected}{hint}")

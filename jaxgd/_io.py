@@ -10,12 +10,31 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shutil
+import signal
 import tempfile
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["atomic_write", "optional_import", "format_table"]
+__all__ = [
+    "atomic_write",
+    "optional_import",
+    "format_table",
+    "MANIFEST",
+    "prepare_output_dir",
+    "record_output",
+    "remove_temporaries",
+    "kill_point",
+]
+
+# Every folder jaxgd writes a run into lists, in this file, the entries it wrote there:
+# "jaxgd's own files". Overwriting a run removes those and nothing else, so a user's notes
+# or data kept in the same folder survive.
+MANIFEST = ".jaxgd-files"
+
+# Result files of runs from before the manifest: a folder holding them is a run's.
+_LEGACY_RESULTS = ("results.csv", "results.json", "exercises.json")
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
@@ -48,6 +67,13 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
+    _replace_atomically(path, payload)
+    if os.path.basename(path) != MANIFEST and os.path.exists(os.path.join(folder, MANIFEST)):
+        record_output(path)
+
+
+def _replace_atomically(path: str, payload: bytes) -> None:
+    folder = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
@@ -55,6 +81,7 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())  # the rename must not land before the bytes do
         os.chmod(tmp, 0o644)
+        kill_point("write")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -123,3 +150,130 @@ def _format_cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _read_manifest(folder: str) -> list[str]:
+    try:
+        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
+            return [line for line in f.read().splitlines() if line]
+    except FileNotFoundError:
+        return []
+
+
+def record_output(path: str | os.PathLike) -> None:
+    """Add ``path`` (a file or folder jaxgd wrote) to its folder's manifest, so that a
+    later ``prepare_output_dir(..., overwrite=True)`` removes it."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    # entries removed since (old checkpoints) leave the list
+    names = [n for n in _read_manifest(folder) if os.path.lexists(os.path.join(folder, n))]
+    name = os.path.basename(path)
+    if name not in names:
+        _replace_atomically(os.path.join(folder, MANIFEST), "\n".join(names + [name, ""]).encode())
+
+
+def prepare_output_dir(
+    path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False
+) -> str:
+    """Claim a folder for a run's files, before anything runs.
+
+    - a path that is a file is refused;
+    - a missing folder is created; an empty one, or one holding only files that jaxgd did
+      not write, is used as it is;
+    - a folder holding another run's files (listed in its ``MANIFEST``, or result files of
+      an older jaxgd) is refused unless ``resume`` (keep them: the run continues) or
+      ``overwrite`` (remove them first: exactly the entries the manifest lists and
+      jaxgd's temporary files, never anything else).
+
+    Returns:
+        The folder's path, with an (empty, unless resuming) manifest in it.
+
+    Raises:
+        jaxgd.InputError: the path is a file, or holds a run and neither flag is set, or
+            both flags are set.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp()) / "run"
+        >>> _ = prepare_output_dir(folder)
+        >>> atomic_write(folder / "results.csv", "a\\n")
+        >>> prepare_output_dir(folder)
+        Traceback (most recent call last):
+        ...
+        jaxgd.errors.InputError: ...
+        >>> _ = prepare_output_dir(folder, overwrite=True)
+        >>> sorted(p.name for p in folder.iterdir())
+        ['.jaxgd-files']
+    """
+    from .errors import InputError
+
+    path = os.fspath(path)
+    if overwrite and resume:
+        raise InputError(
+            f"{path}: overwrite=True and resume=True contradict each other; resume continues "
+            "the run in the folder, overwrite deletes it: choose one"
+        )
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(
+            f"output folder {path!r} is a file; give a folder path (it is created if missing)"
+        )
+    os.makedirs(path, exist_ok=True)
+    entries = [n for n in _read_manifest(path) if os.path.lexists(os.path.join(path, n))]
+    legacy = [n for n in _LEGACY_RESULTS if os.path.exists(os.path.join(path, n))]
+    temporary = [n for n in os.listdir(path) if _is_temporary(n)]
+    if (entries or legacy) and not (overwrite or resume):
+        shown = ", ".join(sorted(entries or legacy)[:5])
+        raise InputError(
+            f"output folder {path!r} holds another run's files ({shown}); pass "
+            "overwrite=True (--overwrite) to replace them, resume=True (--resume) to continue "
+            "that run, or choose another folder"
+        )
+    if overwrite:
+        for name in entries + legacy + temporary:
+            target = os.path.join(path, name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(path, MANIFEST))
+    if resume:
+        remove_temporaries(path)
+    if not os.path.exists(os.path.join(path, MANIFEST)):
+        _replace_atomically(os.path.join(path, MANIFEST), b"")
+    return path
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".tmp-")
+
+
+def remove_temporaries(folder: str | os.PathLike) -> None:
+    """Remove ``atomic_write``'s temporary files from ``folder``: a killed writer's, never
+    renamed in (the file it was replacing is whole)."""
+    for name in os.listdir(folder):
+        if _is_temporary(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
+
+
+# The kill test (tests/test_resume.py) sets JAXGD_KILL_AT="<point>:<n>" to SIGKILL the
+# process the n-th time it passes <point> ("write": a file's bytes are on disk but not yet
+# renamed in; "chunk": a chunk is running; "checkpoint": a checkpoint is about to be
+# written; "result": between the files of SweepResult.save),
+# so that the moments it needs are reached deterministically. Unset, this costs a lookup.
+_kill_counts: dict[str, int] = {}
+
+
+def kill_point(point: str) -> None:
+    """SIGKILL this process here if ``JAXGD_KILL_AT`` asks for it (testing only)."""
+    wanted = os.environ.get("JAXGD_KILL_AT")
+    if not wanted:
+        return
+    name, _, count = wanted.partition(":")
+    if name != point:
+        return
+    _kill_counts[point] = _kill_counts.get(point, 0) + 1
+    if _kill_counts[point] == int(count or 1):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .optimizers import Optimizer
 from .optimizers import optimizer as make_optimizer
 from .schedules import BatchSchedule
@@ -40,9 +41,17 @@ class ResolvedConfig:
         return [self.batch_size] * epochs
 
 
+def scalar(value: Any) -> Any:
+    """A NumPy or JAX scalar (or 0-d array) as a Python number; anything else unchanged."""
+    if isinstance(value, np.generic) or (hasattr(value, "__array__") and np.ndim(value) == 0):
+        return np.asarray(value).item()
+    return value
+
+
 def _check_int(name: str, value: Any, index: int) -> int:
+    value = scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"config {index}: {name}={value!r} must be an integer")
+        raise InputError(f"config {index}: {name}={value!r} must be an integer")
     return int(value)
 
 
@@ -54,20 +63,25 @@ def resolve_configs(
 ) -> list[ResolvedConfig]:
     """Validate every config of the space and split it; raises before anything compiles."""
     if isinstance(space, Mapping):
-        raise TypeError(
+        raise InputError(
             "space= takes configs (a list of dicts, jaxgd.grid(...) or jaxgd.sample(...)), "
             f"not one dict; for every combination of {dict(space)} write jaxgd.grid(**space)"
         )
     configs = list(space)
     if not configs:
-        raise ValueError("the space has no configs: build one with jaxgd.grid(...) or sample(...)")
+        raise InputError("the space has no configs: build one with jaxgd.grid(...) or sample(...)")
     resolved = []
     for index, config in enumerate(configs):
-        config = dict(config)
+        if not isinstance(config, Mapping):
+            raise InputError(
+                f"space: config {index} is {config!r}, not a dict of hyperparameters; build "
+                "the space with jaxgd.grid(...) or jaxgd.sample(...)"
+            )
+        config = {name: scalar(value) for name, value in config.items()}
         family = config.pop("optimizer", optimizer)
         size = config.pop("batch_size", batch_size)
         if size is None:
-            raise ValueError(
+            raise InputError(
                 f"config {index} has no batch_size: put batch_size=[...] in the space or pass "
                 "batch_size=... to sweep()"
             )
@@ -75,15 +89,16 @@ def resolve_configs(
         for value in sizes:
             value = _check_int("batch_size", value, index)
             if not 1 <= value <= num_train:
-                raise ValueError(
+                raise InputError(
                     f"config {index}: batch_size={value} must be a positive integer no larger "
                     f"than the {num_train} training examples"
                 )
         if not isinstance(size, BatchSchedule):
             size = int(size)
+        size = scalar(size)
         theta = config.pop("norm_test", math.inf)
         if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
-            raise ValueError(f"config {index}: norm_test={theta!r} must be a positive number (θ)")
+            raise InputError(f"config {index}: norm_test={theta!r} must be a positive number (θ)")
         seed = _check_int("seed", config.pop("seed", 0), index)
         base = make_optimizer(family)
         static_names = {name for name, _ in base.static_options}
@@ -91,7 +106,7 @@ def resolve_configs(
         opt = make_optimizer(base, **static) if static else base
         for name, value in config.items():
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                raise ValueError(
+                raise InputError(
                     f"config {index}: {name}={value!r} is not a number; numeric hyperparameters "
                     f"of {opt.name!r} are {list(opt.hyperparameter_names)}, static options are "
                     f"{sorted(static_names)}"

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import check_positive_int
+from .errors import InputError
 
 __all__ = [
     "BatchPlan",
@@ -74,11 +75,11 @@ def num_examples(data: PyTree) -> int:
     """The length of the shared leading axis; refuses leaves that disagree."""
     leaves = jax.tree.leaves(data)
     if not leaves:
-        raise ValueError("the dataset is empty: expected a pytree of arrays, got no leaves")
+        raise InputError("the dataset is empty: expected a pytree of arrays, got no leaves")
     sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
     if None in sizes or len(sizes) != 1:
         shapes = jax.tree.map(np.shape, data)
-        raise ValueError(f"dataset leaves must share a leading example axis; got shapes {shapes}")
+        raise InputError(f"dataset leaves must share a leading example axis; got shapes {shapes}")
     return int(sizes.pop())
 
 
@@ -110,10 +111,10 @@ def split(data: PyTree, fraction: float, seed: int = 0) -> tuple[PyTree, PyTree]
     """
     n = num_examples(data)
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"validation fraction={fraction!r}: must lie strictly between 0 and 1")
+        raise InputError(f"validation fraction={fraction!r}: must lie strictly between 0 and 1")
     held_out = round(n * fraction)
     if not 1 <= held_out <= n - 1:
-        raise ValueError(
+        raise InputError(
             f"validation fraction={fraction} of {n} examples leaves {held_out} for validation "
             f"and {n - held_out} for training; both must be at least 1"
         )

@@ -28,7 +28,9 @@ from typing import Any
 import jax
 import optax
 
-__all__ = ["Optimizer", "optimizer", "OPTIMIZERS"]
+from .errors import InputError
+
+__all__ = ["Optimizer", "optimizer", "OPTIMIZERS", "RANGES", "in_interval"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +44,19 @@ class Optimizer:
             carries in its state, with the value used when a config does not set it.
             ``learning_rate`` has no default: every config must give one.
         static_options: ``(name, value)`` pairs passed to the factory unchanged.
+        ranges: ``(name, interval)`` pairs, e.g. ``("b1", "[0, 1)")``: the values a config
+            may give, adding to or overriding ``RANGES``; checked before anything compiles.
     """
 
     name: str
     factory: Callable[..., optax.GradientTransformation]
     defaults: tuple[tuple[str, float], ...]
     static_options: tuple[tuple[str, Any], ...] = ()
+    ranges: tuple[tuple[str, str], ...] = ()
+
+    def range_of(self, name: str) -> str | None:
+        """The interval a hyperparameter must lie in (``"[0, 1)"``), or None if unbounded."""
+        return dict(self.ranges).get(name, RANGES.get(name))
 
     @property
     def hyperparameter_names(self) -> tuple[str, ...]:
@@ -57,13 +66,13 @@ class Optimizer:
         """Complete ``hyperparams`` with the defaults; refuse unknown or missing names."""
         unknown = sorted(set(hyperparams) - set(self.hyperparameter_names))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"optimizer {self.name!r} got hyperparameters {unknown}; it takes "
                 f"{list(self.hyperparameter_names)} (static options: "
                 f"{[k for k, _ in self.static_options]} are set with jaxgd.optimizer(...))"
             )
         if "learning_rate" not in hyperparams:
-            raise ValueError(
+            raise InputError(
                 f"optimizer {self.name!r}: every config needs a learning_rate; add "
                 "learning_rate=[...] to the space"
             )
@@ -120,22 +129,60 @@ OPTIMIZERS: dict[str, tuple[Callable, dict[str, float], dict[str, Any]]] = {
 }
 
 
+# The valid values of common hyperparameters, by name, for every family (the interval's
+# brackets say whether an end is included): a momentum of 1 never forgets, b2 = 1 divides
+# by zero in Adam's bias correction, eps = 0 divides by zero on a zero gradient.
+RANGES: dict[str, str] = {
+    "learning_rate": "(0, inf)",
+    "momentum": "[0, 1)",
+    "b1": "[0, 1)",
+    "b2": "[0, 1)",
+    "decay": "[0, 1)",
+    "eps": "(0, inf)",
+    "weight_decay": "[0, inf)",
+    "initial_accumulator_value": "[0, inf)",
+}
+
+
+def in_interval(value: float, interval: str) -> bool:
+    """Whether ``value`` lies in ``interval``, written ``"[low, high)"`` (``inf`` allowed).
+
+    Example:
+        >>> in_interval(0.9, "[0, 1)"), in_interval(1.0, "[0, 1)")
+        (True, False)
+    """
+    low, high = (float(end.strip(" [()]")) for end in interval.split(","))
+    above = value >= low if interval.startswith("[") else value > low
+    below = value <= high if interval.endswith("]") else value < high
+    return above and below
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def optimizer(name_or_factory: str | Callable | Optimizer, **static: Any) -> Optimizer:
+def optimizer(
+    name_or_factory: str | Callable | Optimizer,
+    *,
+    ranges: dict[str, str] | None = None,
+    **static: Any,
+) -> Optimizer:
     """Look up an optimizer family by name, or wrap any optax factory.
 
     Args:
         name_or_factory: one of ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``,
             ``"adagrad"``; an optax factory such as ``optax.lion``; or an ``Optimizer``.
+        ranges: valid intervals of its hyperparameters, e.g. ``{"b1": "[0, 1)"}`` (see
+            ``RANGES`` for the defaults by name).
         **static: structural options, e.g. ``nesterov=True``.
 
     Returns:
         An ``Optimizer``. For a user factory, the numeric hyperparameters are the
         factory's keyword arguments with numeric defaults (plus ``learning_rate``).
     """
+    if ranges:
+        family = optimizer(name_or_factory, **static)
+        return dataclasses.replace(family, ranges=family.ranges + tuple(ranges.items()))
     if isinstance(name_or_factory, Optimizer):
         if static:
             options = {**dict(name_or_factory.static_options), **static}
@@ -145,14 +192,14 @@ def optimizer(name_or_factory: str | Callable | Optimizer, **static: Any) -> Opt
         return name_or_factory
     if isinstance(name_or_factory, str):
         if name_or_factory not in OPTIMIZERS:
-            raise ValueError(
+            raise InputError(
                 f"optimizer={name_or_factory!r} is not known; choose one of "
                 f"{sorted(OPTIMIZERS)} or pass an optax factory such as optax.lion"
             )
         factory, defaults, static_defaults = OPTIMIZERS[name_or_factory]
         unknown = sorted(set(static) - set(static_defaults))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"optimizer {name_or_factory!r} has no static option {unknown}; "
                 f"it has {sorted(static_defaults)}"
             )
@@ -160,7 +207,7 @@ def optimizer(name_or_factory: str | Callable | Optimizer, **static: Any) -> Opt
     if callable(name_or_factory):
         signature = inspect.signature(name_or_factory)
         if "learning_rate" not in signature.parameters:
-            raise ValueError(
+            raise InputError(
                 f"{name_or_factory!r} takes no learning_rate argument: pass an optax "
                 "optimizer factory such as optax.sgd or optax.lion"
             )
@@ -171,6 +218,6 @@ def optimizer(name_or_factory: str | Callable | Optimizer, **static: Any) -> Opt
         }
         name = getattr(name_or_factory, "__name__", repr(name_or_factory))
         return _named(name, name_or_factory, defaults, **static)
-    raise TypeError(
+    raise InputError(
         f"optimizer={name_or_factory!r}: expected a name, an optax factory or an Optimizer"
     )

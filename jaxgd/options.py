@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from ._checks import check_positive_int
+from .errors import InputError
 
 __all__ = ["SweepOptions"]
 
@@ -48,6 +49,12 @@ class SweepOptions:
             never (results then stay bitwise those of the sweep without callbacks; a
             rebuilt program's configs agree to float rounding, which a chaotic
             trajectory can amplify).
+        checkpoint_every: with ``sweep(checkpoint_dir=...)``, write a checkpoint after
+            every this many chunks (and after the last).
+        checkpoint_seconds: instead, write at the first chunk boundary at least this
+            many seconds after the last checkpoint (None: count chunks).
+        checkpoint_format: "orbax" (``orbax.checkpoint.CheckpointManager``), "npz" (a
+            plain ``.npz`` and JSON pair per step) or "auto" (orbax when installed).
 
     Example:
         >>> import jaxgd
@@ -62,19 +69,34 @@ class SweepOptions:
     micro_batch_size: int | None = None
     max_batch_size: int | None = None
     rebuild: bool | str = "auto"
+    checkpoint_every: int = 1
+    checkpoint_seconds: float | None = None
+    checkpoint_format: str = "auto"
 
     def __post_init__(self):
         if self.strategy not in _STRATEGIES:
-            raise ValueError(f"strategy={self.strategy!r}: choose one of {_STRATEGIES}")
+            raise InputError(f"strategy={self.strategy!r}: choose one of {_STRATEGIES}")
         _positive_int("epochs_per_chunk", self.epochs_per_chunk)
         _positive_int("eval_batch_size", self.eval_batch_size)
         _positive_int("micro_batch_size", self.micro_batch_size, allow_none=True)
         _positive_int("max_batch_size", self.max_batch_size, allow_none=True)
         if self.config_block != "auto":
             _positive_int("config_block", self.config_block, allow_none=True)
+        _positive_int("checkpoint_every", self.checkpoint_every)
+        seconds = self.checkpoint_seconds
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0
+        ):
+            raise InputError(
+                f"checkpoint_seconds={seconds!r}: must be None or a positive number of seconds"
+            )
+        if self.checkpoint_format not in ("auto", "orbax", "npz"):
+            raise InputError(
+                f"checkpoint_format={self.checkpoint_format!r}: choose 'auto', 'orbax' or 'npz'"
+            )
         if (
             self.rebuild not in (True, False, "auto")
             or self.rebuild in (0, 1)
             and not isinstance(self.rebuild, bool)
         ):
-            raise ValueError(f"rebuild={self.rebuild!r}: must be True, False or 'auto'")
+            raise InputError(f"rebuild={self.rebuild!r}: must be True, False or 'auto'")

@@ -44,12 +44,16 @@ class Problem:
         metrics: optional ``metrics(params, example) -> {name: scalar}``, averaged like
             the loss (e.g. accuracy).
         name: shown in tables and reports.
+        num_classes: for a classifier, the number of classes: every integer leaf of the
+            data is then a label, checked to lie in ``[0, num_classes)`` before training
+            (JAX indexing would clamp an out-of-range label to the last class silently).
     """
 
     init: Callable[[jax.Array], PyTree]
     loss: Callable[[PyTree, PyTree], jax.Array]
     metrics: Callable[[PyTree, PyTree], dict[str, jax.Array]] | None = None
     name: str = "problem"
+    num_classes: int | None = None
 
 
 def example_losses(loss: Callable, params: PyTree, batch: PyTree) -> jax.Array:

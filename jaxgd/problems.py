@@ -160,7 +160,8 @@ def _mlp(sizes: tuple[int, ...], name: str | None) -> Problem:
     def metrics(params, example):
         return {"accuracy": _accuracy(logits(params, example["x"]), example["y"])}
 
-    return Problem(init, loss, metrics, name or "mlp_" + "-".join(map(str, sizes)))
+    name = name or "mlp_" + "-".join(map(str, sizes))
+    return Problem(init, loss, metrics, name, num_classes=sizes[-1])
 
 
 def synthetic_classification(
@@ -225,7 +226,7 @@ def _digits_cnn(channels: tuple[int, int]) -> Problem:
     def metrics(params, example):
         return {"accuracy": _accuracy(logits(params, example["x"]), example["y"])}
 
-    return Problem(init, loss, metrics, "digits_cnn")
+    return Problem(init, loss, metrics, "digits_cnn", num_classes=10)
 
 
 def conv2d(image: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:

@@ -5,26 +5,22 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
-import math
 import os
 from typing import Any
 
 import numpy as np
 
 from ._io import atomic_write, format_table, optional_import
+from .errors import InputError
+from .persist import is_complete, load_result, save_result, strict_json
 
 __all__ = ["SweepResult"]
 
 PyTree = Any
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else value
-    return value
+def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "seed"}
 
 
 @dataclasses.dataclass
@@ -56,6 +52,9 @@ class SweepResult:
         compiled: the compiled chunk programs that trained the sweep (``jax.stages.Compiled``,
             one or more per group, in group order): ``.cost_analysis()`` gives XLA's FLOPs.
             Kept in memory only; never written.
+        meta: how it was run: the versions of jaxgd, JAX, optax and Python, the backend
+            and device kind, the sweep's settings and options, and the git commit of
+            jaxgd when it runs from a checkout.
     """
 
     configs: list[dict[str, Any]]
@@ -72,6 +71,7 @@ class SweepResult:
     compiled: list[Any] = dataclasses.field(default_factory=list, repr=False)
     status: np.ndarray | None = None
     stopped_epoch: np.ndarray | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.status is None:
@@ -132,19 +132,58 @@ class SweepResult:
             rows.append(row)
         return rows
 
-    def best(self, metric: str = "val_loss", mode: str | None = None) -> dict[str, Any]:
-        """The row of the config with the best final ``metric`` among those that trained
-        to the end (neither diverged nor stopped); ``mode`` is "min" (default for
-        losses) or "max"."""
+    def best(
+        self, metric: str = "val_loss", mode: str | None = None, over: str | None = None
+    ) -> dict[str, Any]:
+        """The row of the config with the best final ``metric``, with its index as
+        ``row["config"]``.
+
+        Only configs that trained to the end (status "running") compete: diverged and
+        stopped ones are skipped, and so are final values that are not finite. With
+        ``over="seed"`` the configs that differ only in their seed form one candidate,
+        scored by the mean of its seeds' final values (every seed must have trained to
+        the end); the row is its first config's, with ``row["configs"]`` listing the
+        seeds' configs and ``row["mean_final_<metric>"]`` the mean.
+
+        Args:
+            metric: a recorded metric, e.g. "val_loss" or "val_accuracy".
+            mode: "min" (the default for names ending in "loss") or "max".
+            over: None, or "seed" to average over seeds.
+
+        Raises:
+            jaxgd.InputError: an unknown metric, mode or ``over``.
+            ValueError: no config trained to the end (says how many diverged / stopped).
+        """
         if metric not in self.history:
-            raise ValueError(f"metric={metric!r} is not recorded; have {sorted(self.history)}")
+            raise InputError(
+                f"metric={metric!r} is not recorded; choose one of {sorted(self.history)}"
+            )
         mode = mode or ("min" if metric.endswith("loss") else "max")
         if mode not in ("min", "max"):
-            raise ValueError(f"mode={mode!r}: use 'min' or 'max'")
-        final = self.history[metric][:, -1].astype(float).copy()
-        final[self.diverged | ~np.isfinite(final)] = np.inf if mode == "min" else -np.inf
-        index = int(np.argmin(final) if mode == "min" else np.argmax(final))
-        return self.table()[index]
+            raise InputError(f"mode={mode!r}: use 'min' or 'max'")
+        if over not in (None, "seed"):
+            raise InputError(f"over={over!r}: use None or 'seed' (mean over seeds)")
+        final = self.history[metric][:, -1].astype(float)
+        eligible = (np.asarray(self.status) == "running") & np.isfinite(final)
+        groups: dict[Any, list[int]] = {}
+        for index, config in enumerate(self.configs):
+            key = index if over is None else repr(sorted(_without_seed(config).items()))
+            groups.setdefault(key, []).append(index)
+        candidates = [(m, float(np.mean(final[m]))) for m in groups.values() if eligible[m].all()]
+        if not candidates:
+            counts = {s: int(np.sum(np.asarray(self.status) == s)) for s in ("diverged", "stopped")}
+            raise ValueError(
+                f"best({metric!r}): no config trained to the end with a finite {metric} "
+                f"({counts['diverged']} diverged, {counts['stopped']} stopped, of "
+                f"{len(self)}); lower the learning rates or train longer"
+            )
+        sign = 1.0 if mode == "min" else -1.0
+        members, score = min(candidates, key=lambda c: (sign * c[1], c[0][0]))
+        row = {"config": members[0], **self.table()[members[0]]}
+        if over == "seed":
+            row["configs"] = members
+            row[f"mean_final_{metric}"] = score
+        return row
 
     def to_csv(self, path: str | os.PathLike) -> None:
         rows = self.table()
@@ -156,15 +195,36 @@ class SweepResult:
         atomic_write(path, lines.getvalue())
 
     def to_json(self, path: str | os.PathLike) -> None:
-        """Rows and histories; NaN is written as null."""
-        document = {
-            "rows": [{k: _plain(v) for k, v in row.items()} for row in self.table()],
-            "history": {
-                name: [[_plain(float(v)) for v in row] for row in values]
-                for name, values in self.history.items()
-            },
-        }
-        atomic_write(path, json.dumps(document, indent=1))
+        """Rows and histories as strictly valid JSON: NaN and ±inf are written as null
+        (JSON has no such tokens; ``save`` keeps them exactly)."""
+        document = {"rows": self.table(), "history": self.history_lists()}
+        atomic_write(path, strict_json(document))
+
+    def history_lists(self) -> dict[str, list[list[float]]]:
+        return {name: np.asarray(v, np.float64).tolist() for name, v in self.history.items()}
+
+    def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the result to ``folder`` so that ``SweepResult.load`` gives it back
+        exactly: configs with their types (schedules included), histories, statuses,
+        strategy, groups, timings, ``meta`` and the parameters when kept.
+
+        Files: ``result.json`` (strict JSON), ``arrays.npz`` (every array, exactly) and
+        ``COMPLETE``, written last with their checksums: a folder without it is
+        incomplete. A folder holding a saved result is refused unless ``overwrite``;
+        other files in it are left alone.
+        """
+        save_result(self, folder, overwrite=overwrite)
+
+    @staticmethod
+    def load(folder: str | os.PathLike) -> SweepResult:
+        """The result ``save`` wrote to ``folder``; refuses an incomplete or damaged one
+        (``jaxgd.InputError``)."""
+        return load_result(folder)
+
+    @staticmethod
+    def is_complete(folder: str | os.PathLike) -> bool:
+        """Whether ``folder`` holds a result that finished saving."""
+        return is_complete(folder)
 
     def to_pandas(self):
         """The table as a ``pandas.DataFrame`` (needs pandas: ``pip install jaxgd[pandas]``)."""

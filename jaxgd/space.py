@@ -9,7 +9,7 @@ Example:
     >>> space = grid(learning_rate=[0.1, 0.01], momentum=[0.0, 0.9], seed=[0, 1])
     >>> len(space), space[0]
     (8, {'learning_rate': 0.1, 'momentum': 0.0, 'seed': 0})
-    >>> len(sample(5, seed=0, learning_rate=loguniform(1e-4, 1e-1), momentum=[0.0, 0.9]))
+    >>> len(sample(5, sample_seed=0, learning_rate=loguniform(1e-4, 1e-1), momentum=[0.0, 0.9]))
     5
 """
 
@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from .errors import InputError
 
 __all__ = ["Space", "grid", "sample", "loguniform", "uniform", "choice"]
 
@@ -51,12 +53,14 @@ def grid(**axes: Sequence[Any] | Any) -> Space:
     A scalar is a one-value axis: ``grid(learning_rate=[0.1, 0.01], momentum=0.9)``.
     """
     if not axes:
-        raise ValueError("grid() needs at least one axis, e.g. grid(learning_rate=[0.1, 0.01])")
+        raise InputError("grid() needs at least one axis, e.g. grid(learning_rate=[0.1, 0.01])")
     values = {}
     for name, axis in axes.items():
-        axis = list(axis) if isinstance(axis, (list, tuple, np.ndarray, range)) else [axis]
+        if hasattr(axis, "__array__") and not isinstance(axis, np.generic):
+            axis = np.asarray(axis).tolist()  # NumPy and JAX arrays: values, not one value
+        axis = list(axis) if isinstance(axis, (list, tuple, range)) else [axis]
         if not axis:
-            raise ValueError(f"grid axis {name}=[] is empty: give at least one value")
+            raise InputError(f"grid axis {name}=[] is empty: give at least one value")
         values[name] = [v.item() if isinstance(v, np.generic) else v for v in axis]
     names = list(values)
     return Space(tuple(dict(zip(names, combo)) for combo in itertools.product(*values.values())))
@@ -81,31 +85,40 @@ class _Distribution:
 def loguniform(low: float, high: float) -> _Distribution:
     """log x ~ U(log low, log high): the usual prior for learning rates."""
     if not 0 < low < high:
-        raise ValueError(f"loguniform({low}, {high}): need 0 < low < high")
+        raise InputError(f"loguniform({low}, {high}): need 0 < low < high")
     return _Distribution("loguniform", float(low), float(high))
 
 
 def uniform(low: float, high: float) -> _Distribution:
     """x ~ U(low, high)."""
     if not low < high:
-        raise ValueError(f"uniform({low}, {high}): need low < high")
+        raise InputError(f"uniform({low}, {high}): need low < high")
     return _Distribution("uniform", float(low), float(high))
 
 
 def choice(values: Sequence[Any]) -> _Distribution:
     """x drawn uniformly from ``values``."""
     if not len(values):
-        raise ValueError("choice([]) has nothing to choose from")
+        raise InputError("choice([]) has nothing to choose from")
     return _Distribution("choice", values=tuple(values))
 
 
-def sample(num: int, *, seed: int, **dimensions: Any) -> Space:
+def sample(num: int, *, sample_seed: int | None = None, **dimensions: Any) -> Space:
     """``num`` random configs; each dimension is a distribution, a list (a choice) or a
-    constant. Draws use ``numpy.random.default_rng(seed)``, one dimension at a time in
-    the order given, so the same call gives the same space on every machine."""
-    if not isinstance(num, int) or num < 1:
-        raise ValueError(f"sample(num={num!r}): need a positive integer number of configs")
-    rng = np.random.default_rng(seed)
+    constant. Draws use ``numpy.random.default_rng(sample_seed)``, one dimension at a time
+    in the order given, so the same call gives the same space on every machine.
+
+    ``seed`` is a dimension like any other (the configs' training seeds, e.g.
+    ``seed=[0, 1, 2]``); the draws' own seed is ``sample_seed``."""
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise InputError(f"sample(num={num!r}): need a positive integer number of configs")
+    if isinstance(sample_seed, bool) or not isinstance(sample_seed, (int, np.integer)):
+        raise InputError(
+            f"sample(sample_seed={sample_seed!r}): the draws need an integer seed, e.g. "
+            "sample(8, sample_seed=0, learning_rate=loguniform(1e-4, 1e-1)); the configs' "
+            "training seeds are the dimension seed=[...]"
+        )
+    rng = np.random.default_rng(sample_seed)
     columns = {}
     for name, dim in dimensions.items():
         if isinstance(dim, (list, tuple)):

@@ -8,6 +8,9 @@ reports to callbacks (``jaxgd.run``); the result comes back in the order of the 
 from __future__ import annotations
 
 import collections
+import dataclasses
+import hashlib
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -15,13 +18,19 @@ from typing import Any
 import jax
 import numpy as np
 
+from . import validate
 from .configs import ResolvedConfig, resolve_configs
 from .core.blocks import default_config_block, footprint
+from .core.layout import to_host
+from .core.state import DEFAULT_DIVERGENCE
 from .data import BatchPlan, as_dataset, num_examples, split
+from .errors import InputError
 from .optimizers import Optimizer
 from .options import SweepOptions
+from .persist import encode, run_meta, strict_json
 from .problem import Problem
 from .results import SweepResult
+from .run.checkpoint import Checkpointer
 from .run.loop import run_loop
 from .run.report import Callback
 from .space import Space
@@ -61,6 +70,10 @@ def sweep(
     return_params: bool = False,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
+    divergence: float = DEFAULT_DIVERGENCE,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
     options: SweepOptions | None = None,
 ) -> SweepResult:
     """Train every config of ``space`` on ``data`` for ``epochs`` epochs.
@@ -83,13 +96,27 @@ def sweep(
             (``jaxgd.EarlyStopping``, ``jaxgd.SuccessiveHalving``).
         progress: shorthand for adding ``jaxgd.Progress()`` (needs ``jaxgd[progress]``
             on a terminal).
-        options: engine settings (``jaxgd.SweepOptions``): strategy, chunking, blocks.
+        divergence: a config whose loss exceeds this many times the absolute value of
+            its first loss is marked diverged and frozen, as one whose loss is not finite
+            (``float("inf")``: only non-finite losses).
+        checkpoint_dir: a folder for checkpoints of the whole sweep state, written at
+            chunk boundaries (``SweepOptions.checkpoint_every``); a folder holding another
+            run is refused unless ``resume`` or ``overwrite``.
+        resume: continue from the last good checkpoint in ``checkpoint_dir`` (from the
+            start if it has none); refused if it was written by a different sweep.
+        overwrite: remove the earlier run's files from ``checkpoint_dir`` first.
+        options: engine settings (``jaxgd.SweepOptions``): strategy, chunking, blocks,
+            checkpoint frequency and format.
 
     A config's ``batch_size`` may be a ``BatchSchedule``; a config's ``norm_test`` key
     (θ) turns on the adaptive batch size of Byrd et al. 2012 for it.
 
     Returns:
         A ``SweepResult`` in the order of the space's configs.
+
+    Raises:
+        jaxgd.InputError: bad input, before anything compiles or is written (the
+            README's "Errors" section lists every case).
 
     Example:
         >>> import jaxgd
@@ -100,20 +127,32 @@ def sweep(
         (2, 5)
     """
     start = time.perf_counter()
+    problem = validate.check_problem(problem)
     options = SweepOptions() if options is None else options
     if not isinstance(options, SweepOptions):
-        raise TypeError(f"options={options!r}: pass jaxgd.SweepOptions(...)")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs={epochs!r}: must be a positive integer")
+        raise InputError(f"options={options!r}: pass jaxgd.SweepOptions(...)")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise InputError(f"epochs={epochs!r}: must be a positive integer, e.g. epochs=10")
+    epochs = int(epochs)
     if epochs % options.epochs_per_chunk:
-        raise ValueError(
+        raise InputError(
             f"epochs_per_chunk={options.epochs_per_chunk!r}: must be a positive divisor of "
             f"epochs={epochs}"
+        )
+    if (
+        isinstance(divergence, bool)
+        or not isinstance(divergence, (int, float, np.number))
+        or not divergence > 1
+    ):
+        raise InputError(
+            f"divergence={divergence!r}: must be a number > 1, the factor over a config's "
+            "first loss at which it counts as diverged (default 1e3; float('inf') for "
+            "non-finite losses only)"
         )
     callbacks = list(callbacks)
     for callback in callbacks:
         if not isinstance(callback, Callback):
-            raise TypeError(
+            raise InputError(
                 f"callbacks: {callback!r} is not a jaxgd.Callback; subclass jaxgd.Callback "
                 "and override on_chunk(report)"
             )
@@ -121,10 +160,23 @@ def sweep(
         from .run.callbacks import Progress
 
         callbacks.append(Progress())
-    num_examples(data)
+    validation = validate.check_validation(validation)
+    data = validate.as_arrays("training", data)
+    validate.check_dataset("training", data, problem)
+    if validation is not None and not isinstance(validation, float):
+        validation = validate.as_arrays("validation", validation)
+        validate.check_dataset("validation", validation, problem)
+    if eval_data is not None:
+        eval_data = validate.as_arrays("eval", eval_data)
+        validate.check_dataset("eval", eval_data, problem)
     train, evals = _evaluation_sets(data, validation, split_seed, eval_data)
     num_train = num_examples(train)
     configs = resolve_configs(space, optimizer, batch_size, num_train)
+    validate.check_hyperparameters(configs)
+    names = {"val": "validation"}
+    validate.check_contract(
+        problem, {"training": train, **{names.get(k, k): v for k, v in evals.items()}}
+    )
     train = as_dataset(train)
     evals = {name: as_dataset(value) for name, value in evals.items()}
 
@@ -137,6 +189,7 @@ def sweep(
             drop_last=drop_last,
             epochs_per_chunk=options.epochs_per_chunk,
             eval_batch_size=options.eval_batch_size,
+            divergence=float(divergence),
         )
 
     context = PlanContext(
@@ -149,6 +202,28 @@ def sweep(
     )
     strategy = choose_strategy(configs, options.strategy, context, STRATEGIES)
     programs = STRATEGIES[strategy].plan(configs, context)
+    checkpoint = None
+    if checkpoint_dir is not None:
+        fingerprint = _fingerprint(
+            configs=[c.row for c in configs],
+            problem=problem.name,
+            data=_data_digest(train, evals),
+            strategy=strategy,
+            programs=[[p.label, p.members.tolist()] for p in programs],
+            callbacks=[type(c).__qualname__ for c in callbacks],
+            settings=[epochs, float(divergence), shuffle, drop_last, return_params],
+            options={k: v for k, v in dataclasses.asdict(options).items() if "checkpoint" not in k},
+            versions=[jax.__version__, jax.default_backend()],
+        )
+        checkpoint = Checkpointer(
+            checkpoint_dir,
+            fingerprint=fingerprint,
+            every=options.checkpoint_every,
+            seconds=options.checkpoint_seconds,
+            backend=options.checkpoint_format,
+            resume=resume,
+            overwrite=overwrite,
+        )
     loop = run_loop(
         programs,
         epochs=epochs,
@@ -164,23 +239,33 @@ def sweep(
         return_params=return_params,
         rebuild=options.rebuild,
         start=start,
+        checkpoint=checkpoint,
     )
+    if checkpoint is not None:
+        checkpoint.close()
     seconds = np.zeros(len(configs))
     compile_seconds = np.zeros(len(configs))
-    groups = []
-    for program in loop.programs:
-        groups.append(
-            {
-                "program": program.label,
-                "configs": program.members.tolist(),
-                "slots": program.slot_count,
-                "compile_seconds": program.compile_seconds,
-                "seconds": program.run_seconds,
-            }
-        )
-        seconds[program.members] += program.run_seconds
-        compile_seconds[program.members] += program.compile_seconds
+    groups = loop.groups
+    for group in groups:
+        seconds[group["configs"]] += group["seconds"]
+        compile_seconds[group["configs"]] += group["compile_seconds"]
+    meta = run_meta(
+        {
+            "epochs": epochs,
+            "validation": validation
+            if isinstance(validation, float) or validation is None
+            else "dataset",
+            "split_seed": split_seed,
+            "eval_data": eval_data is not None,
+            "shuffle": shuffle,
+            "drop_last": drop_last,
+            "divergence": float(divergence),
+            "problem": problem.name,
+            "options": dataclasses.asdict(options),
+        }
+    )
     return SweepResult(
+        meta=meta,
         configs=[c.row for c in configs],
         history=loop.history,
         updates=loop.updates,
@@ -196,6 +281,24 @@ def sweep(
         groups=groups,
         compiled=[e for program in loop.programs for e in program.executables],
     )
+
+
+def _fingerprint(**parts: Any) -> dict[str, str]:
+    """Each part of what determines a sweep's results, as a short digest."""
+    return {
+        name: hashlib.sha256(strict_json(encode(value), indent=None).encode()).hexdigest()[:16]
+        for name, value in parts.items()
+    }
+
+
+def _data_digest(train: PyTree, evals: dict[str, PyTree]) -> str:
+    """A digest of the data's structure, dtypes, shapes and bytes (read to the host)."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path((train, evals)):
+        value = np.ascontiguousarray(to_host(leaf))
+        digest.update(f"{jax.tree_util.keystr(path)}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def _examples_per_epoch(config: ResolvedConfig, num_train: int, epochs: int, drop_last: bool):

@@ -97,6 +97,17 @@ def test_callbacks_example_runs_as_is(tmp_path):
     assert "'status': 'running'" in lines[1]
 
 
+def test_checkpoint_example_runs_as_is_and_resumes(tmp_path):
+    code = python_block("Checkpoints, resume and saved results")
+    first = run(code, tmp_path)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert (tmp_path / "runs" / "saved" / "COMPLETE").is_file()
+    # Run again: it resumes from the finished checkpoint and prints the same line.
+    second = run(code, tmp_path)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert first.stdout == second.stdout
+
+
 def block(heading: str, language: str) -> str:
     """The first ```<language> block after the line ``## <heading>``."""
     section = README.split(f"\n## {heading}\n", 1)[1]

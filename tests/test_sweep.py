@@ -244,8 +244,12 @@ def test_bad_input_is_refused_before_anything_compiles():
 
 
 def test_sample_space_is_seeded():
-    a = jaxgd.sample(6, seed=3, learning_rate=jaxgd.loguniform(1e-4, 1e-1), momentum=[0.0, 0.9])
-    b = jaxgd.sample(6, seed=3, learning_rate=jaxgd.loguniform(1e-4, 1e-1), momentum=[0.0, 0.9])
+    a = jaxgd.sample(
+        6, sample_seed=3, learning_rate=jaxgd.loguniform(1e-4, 1e-1), momentum=[0.0, 0.9]
+    )
+    b = jaxgd.sample(
+        6, sample_seed=3, learning_rate=jaxgd.loguniform(1e-4, 1e-1), momentum=[0.0, 0.9]
+    )
     assert list(a) == list(b)
     assert all(1e-4 <= c["learning_rate"] <= 1e-1 for c in a)
 

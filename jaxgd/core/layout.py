@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["SeedLayout", "bucket", "bucket_width", "host_take"]
+__all__ = ["SeedLayout", "bucket", "bucket_width", "host_take", "to_host"]
 
 PyTree = Any
 
@@ -30,6 +30,18 @@ def bucket_width(seeds: Sequence[int]) -> int:
     return bucket(max(np.unique(np.asarray(seeds), return_counts=True)[1]))
 
 
+def to_host(tree: Any) -> Any:
+    """Every array leaf of ``tree`` as a NumPy array on this host (PRNG keys as their
+    key data): the one place device arrays are read back for checkpoints and results."""
+
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return np.asarray(jax.random.key_data(leaf))
+        return np.asarray(leaf)
+
+    return jax.tree.map(one, tree)
+
+
 def host_take(tree: Any, *index: np.ndarray) -> Any:
     """``leaf[index]`` for every leaf, gathered on the host.
 
@@ -40,9 +52,9 @@ def host_take(tree: Any, *index: np.ndarray) -> Any:
 
     def one(leaf):
         if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            data = np.asarray(jax.random.key_data(leaf))[index]
+            data = to_host(leaf)[index]
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
-        return np.asarray(leaf)[index]
+        return to_host(leaf)[index]
 
     return jax.tree.map(one, tree)
 

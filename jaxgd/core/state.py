@@ -1,10 +1,10 @@
 """Per-config training state with a status, its initialisation and the guarded update.
 
-A config is RUNNING until its loss turns non-finite (DIVERGED: frozen at the parameters
-that gave that loss, with the update index) or a callback stops it (STOPPED: frozen at
-the parameters it had). Unlike ``optax.apply_if_finite``, which skips a bad update and
-carries on, a diverged config never trains again: in a sweep it is a result, not a
-transient.
+A config is RUNNING until its loss turns non-finite or exceeds ``divergence`` times its
+first loss (DIVERGED: frozen at the parameters that gave that loss, with the update
+index) or a callback stops it (STOPPED: frozen at the parameters it had). Unlike
+``optax.apply_if_finite``, which skips a bad update and carries on, a diverged config
+never trains again: in a sweep it is a result, not a transient.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ __all__ = [
     "DIVERGED",
     "STOPPED",
     "STATUS_NAMES",
+    "DEFAULT_DIVERGENCE",
     "TrainState",
     "init_train_state",
     "apply_gradient",
@@ -37,6 +38,10 @@ PyTree = Any
 RUNNING, DIVERGED, STOPPED = 0, 1, 2
 STATUS_NAMES = ("running", "diverged", "stopped")
 
+# A loss above this many times the config's first loss counts as diverged (sweep's
+# ``divergence=``): such a config is lost to a too-large step long before it overflows.
+DEFAULT_DIVERGENCE = 1e3
+
 
 class TrainState(NamedTuple):
     """One config's training state (with leading config axes when stacked).
@@ -46,7 +51,8 @@ class TrainState(NamedTuple):
         opt_state: the optax state, hyperparameters included.
         updates: how many updates have been applied.
         status: RUNNING, DIVERGED or STOPPED; only a RUNNING config is updated.
-        diverged_at: the update index at which the loss or update turned non-finite, or -1.
+        diverged_at: the update index at which the loss turned non-finite or too large, or -1.
+        initial_loss: the loss of the first update (NaN before it), the divergence scale.
     """
 
     params: PyTree
@@ -54,6 +60,7 @@ class TrainState(NamedTuple):
     updates: jax.Array
     status: jax.Array
     diverged_at: jax.Array
+    initial_loss: jax.Array
 
 
 def init_train_state(params: PyTree, tx: optax.GradientTransformation) -> TrainState:
@@ -64,6 +71,7 @@ def init_train_state(params: PyTree, tx: optax.GradientTransformation) -> TrainS
         updates=jnp.zeros([], jnp.int32),
         status=jnp.full([], RUNNING, jnp.int32),
         diverged_at=jnp.full([], -1, jnp.int32),
+        initial_loss=jnp.full([], jnp.nan, jnp.result_type(float)),
     )
 
 
@@ -75,9 +83,12 @@ def apply_gradient(
     apply: jax.Array | bool = True,
     *,
     keep_optimizer_state: bool = False,
+    divergence: float = DEFAULT_DIVERGENCE,
 ) -> TrainState:
     """θ ← θ + u with ``u, s ← tx.update(g, s, θ)``, if ``apply``, the config is running
-    and its loss L(θ) is finite; a non-finite loss marks it DIVERGED and leaves θ as is.
+    and its loss L(θ) is finite and at most ``divergence`` x |L₀| (L₀: the loss of its
+    first update; ``inf`` turns the bound off, an L₀ of 0 gives none); otherwise the config
+    is marked DIVERGED and θ is left as is.
 
     Only the loss is checked. It exists already, so the guard costs nothing, where checking
     every element of the update costs a pass over the parameters each step (8 to 20% of
@@ -92,8 +103,16 @@ def apply_gradient(
     """
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    finite = jnp.isfinite(loss)
     active = jnp.asarray(apply) & (state.status == RUNNING)
+    initial_loss = jnp.where(
+        active & jnp.isnan(state.initial_loss),
+        loss.astype(state.initial_loss.dtype),
+        state.initial_loss,
+    )
+    scale = jnp.abs(initial_loss)
+    # NaN comparisons are False, so an unset scale or an infinite bound never trips.
+    bounded = (scale == 0) | ~(loss > divergence * scale)
+    finite = jnp.isfinite(loss) & bounded
     take_update = active & finite
     newly_diverged = active & ~finite
     if keep_optimizer_state:
@@ -104,6 +123,7 @@ def apply_gradient(
         updates=state.updates + take_update.astype(jnp.int32),
         status=jnp.where(newly_diverged, DIVERGED, state.status),
         diverged_at=jnp.where(newly_diverged, state.updates, state.diverged_at),
+        initial_loss=initial_loss,
     )
 
 

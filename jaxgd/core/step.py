@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from ..problem import Problem, example_losses, masked_mean, per_example_gradients
-from .state import TrainState, apply_gradient
+from .state import DEFAULT_DIVERGENCE, TrainState, apply_gradient
 
 __all__ = ["StepMetrics", "Probe", "GradientSquaredNorms", "train_step", "zero_metrics"]
 
@@ -78,6 +78,7 @@ def train_step(
     problem: Problem,
     tx: optax.GradientTransformation,
     probes: Sequence[Probe] = (),
+    divergence: float = DEFAULT_DIVERGENCE,
 ) -> tuple[TrainState, StepMetrics]:
     """One mini-batch update: g = ∇ [Σ m_i ℓ(θ, x_i) / Σ m_i], then the optimizer's update.
 
@@ -92,4 +93,6 @@ def train_step(
     (loss, loss_sum), grads = jax.value_and_grad(loss_and_sum, has_aux=True)(state.params)
     count = jnp.sum(mask.astype(loss.dtype))
     measured = {probe.name: probe(problem, state.params, batch, mask) for probe in probes}
-    return apply_gradient(state, grads, loss, tx), StepMetrics(loss_sum, count, measured)
+    return apply_gradient(state, grads, loss, tx, divergence=divergence), StepMetrics(
+        loss_sum, count, measured
+    )

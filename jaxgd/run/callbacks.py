@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ..errors import InputError
 from .report import DIVERGED, RUNNING, STOPPED, Callback, ChunkReport
 
 __all__ = ["EarlyStopping", "SuccessiveHalving", "Progress"]
@@ -23,7 +24,7 @@ _MODES = ("min", "max")
 
 def _check_metric(owner: str, metric: Any) -> str:
     if not isinstance(metric, str) or not metric:
-        raise ValueError(
+        raise InputError(
             f"{owner}(metric={metric!r}): the metric must be the non-empty name of a recorded "
             "metric, e.g. metric='val_loss' or metric='val_accuracy'"
         )
@@ -32,7 +33,7 @@ def _check_metric(owner: str, metric: Any) -> str:
 
 def _check_mode(owner: str, mode: Any) -> str:
     if mode not in _MODES:
-        raise ValueError(
+        raise InputError(
             f"{owner}(mode={mode!r}): use mode='min' for metrics where lower is better "
             "(losses) or mode='max' for those where higher is better (accuracy)"
         )
@@ -41,7 +42,7 @@ def _check_mode(owner: str, mode: Any) -> str:
 
 def _check_integer(owner: str, name: str, value: Any, minimum: int, meaning: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(
+        raise InputError(
             f"{owner}({name}={value!r}): must be an integer >= {minimum} ({meaning}), "
             f"e.g. {name}={max(minimum, 1) + 1}"
         )
@@ -52,7 +53,7 @@ def _metric_history(owner: str, report: ChunkReport, metric: str) -> np.ndarray:
     """``report.history[metric]`` as floats ``[K, epochs_done]``, or a ValueError that
     names the metrics the sweep records."""
     if metric not in report.history:
-        raise ValueError(
+        raise InputError(
             f"{owner}(metric={metric!r}): the sweep records no {metric!r}; it records "
             f"{sorted(report.history)}. Pass one of those (val_* metrics need "
             "validation=... in jaxgd.sweep)"
@@ -124,7 +125,7 @@ class EarlyStopping(Callback):
             or not math.isfinite(min_delta)
             or min_delta < 0
         ):
-            raise ValueError(
+            raise InputError(
                 f"{owner}(min_delta={min_delta!r}): must be a finite number >= 0, the "
                 "smallest change that counts as an improvement, e.g. min_delta=1e-3"
             )
@@ -143,6 +144,21 @@ class EarlyStopping(Callback):
     @property
     def best(self) -> np.ndarray:
         return self._sign * self._signed_best
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epochs_seen": self._epochs_seen,
+            "signed_best": self._signed_best.tolist(),
+            "wait": self.wait.tolist(),
+            "stop_epoch": self.stop_epoch.tolist(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._reset(len(state["wait"]))
+        self._epochs_seen = state["epochs_seen"]
+        self._signed_best = np.asarray(state["signed_best"], np.float64)
+        self.wait = np.asarray(state["wait"], np.int64)
+        self.stop_epoch = np.asarray(state["stop_epoch"], np.int64)
 
     def on_sweep_begin(self, configs: list[dict[str, Any]], epochs: int) -> None:
         self._reset(len(configs))
@@ -230,6 +246,21 @@ class SuccessiveHalving(Callback):
         self._dropped = np.zeros(num_configs, dtype=bool)
         self.survivors: dict[int, list[int]] = {}
 
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "rungs_applied": self._rungs_applied,
+            "epochs_seen": self._epochs_seen,
+            "dropped": self._dropped.tolist(),
+            "survivors": [[rung, kept] for rung, kept in self.survivors.items()],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._reset(len(state["dropped"]))
+        self._rungs_applied = state["rungs_applied"]
+        self._epochs_seen = state["epochs_seen"]
+        self._dropped = np.asarray(state["dropped"], bool)
+        self.survivors = {int(rung): list(kept) for rung, kept in state["survivors"]}
+
     def rungs(self, epochs: int) -> list[int]:
         """The epochs after which configs are cut: ``min_epochs * eta**k < epochs``."""
         epochs = _check_integer(type(self).__name__, "epochs", epochs, 1, "the sweep's epochs")
@@ -242,7 +273,7 @@ class SuccessiveHalving(Callback):
 
     def on_sweep_begin(self, configs: list[dict[str, Any]], epochs: int) -> None:
         if not self.rungs(epochs):
-            raise ValueError(
+            raise InputError(
                 f"SuccessiveHalving(min_epochs={self.min_epochs}) with epochs={epochs}: the "
                 "first rung must come before the last epoch, or nothing is ever cut; use "
                 f"min_epochs < {epochs} or more epochs"

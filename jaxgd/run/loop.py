@@ -19,12 +19,14 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._io import kill_point
 from ..core.compile import mean_compile_seconds
 from ..core.state import RUNNING, STATUS_NAMES, STOPPED
 from ..strategies.base import Final, Program
+from .checkpoint import Checkpointer
 from .report import Callback, ChunkReport
 
-__all__ = ["LoopResult", "run_loop"]
+__all__ = ["LoopResult", "run_loop", "group_record"]
 
 PyTree = Any
 
@@ -48,7 +50,10 @@ class LoopResult:
         history: ``{metric: [K, epochs]}``, examples_seen included.
         status: ``[K]`` names; ``stopped_epoch`` ``[K]`` (-1: not stopped).
         updates, diverged_at: ``[K]``; params: ``[K, ...]`` leaves, if asked for.
-        programs: every program that ran, rebuilt ones included, in the order built.
+        programs: every program that ran, rebuilt ones included, in the order built
+            (since the resume, if the sweep resumed).
+        groups: ``group_record`` of every program, in the order built (before a resume
+            too).
         report: the last report.
     """
 
@@ -60,6 +65,7 @@ class LoopResult:
     params: PyTree | None
     programs: list[Program]
     report: ChunkReport | None
+    groups: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 class _Run:
@@ -78,13 +84,20 @@ class _Run:
         self.stopped_epoch = np.full(self.count, -1, np.int64)
         self.finals: list[tuple[np.ndarray, Final]] = []
         self.live = list(programs)
-        self.built = list(programs)
         self.start = start
         self.epochs_done = 0
         self.epochs_per_chunk = epochs_per_chunk
         self.chunks_run: dict[Program, int] = {program: 0 for program in programs}
         # programs whose rebuild did not pay, with the running count then
         self.declined: dict[Program, int] = {}
+        # each program's planned ancestor and its members' positions there: how a
+        # resumed sweep rebuilds the same program (``restore``)
+        self.origin: dict[Program, tuple[int, np.ndarray]] = {
+            program: (i, np.arange(program.members.size)) for i, program in enumerate(programs)
+        }
+        # in build order: programs, and the groups of those that ran before a resume
+        # and were gone by then (``group_record``)
+        self.built: list[Program | dict[str, Any]] = list(programs)
 
     def record(self, program: Program, first: int, metrics) -> None:
         values = program.unpack(metrics)
@@ -155,10 +168,126 @@ class _Run:
             self.finals.append((program.members[dropped], _take(final, dropped)))
             if rebuilt is not None:
                 rebuilt.compile(on_compile)
+                root, positions = self.origin[program]
+                self.origin[rebuilt] = (root, positions[alive])
                 self.chunks_run[rebuilt] = 0
                 live.append(rebuilt)
                 self.built.append(rebuilt)
         self.live = live
+
+    def state_dict(self, callbacks: Sequence[Callback]) -> tuple[dict[str, np.ndarray], dict]:
+        """The loop's state between chunks as ``(arrays, document)``: histories, stops,
+        the finals of retired configs, every live program's state and how to rebuild it,
+        the callbacks' state. What a checkpoint holds (``Checkpointer.save``)."""
+        arrays = {f"history/{name}": values for name, values in self.history.items()}
+        arrays["stopped"], arrays["stopped_epoch"] = self.stopped, self.stopped_epoch
+        for name in Final._fields:
+            parts = [getattr(final, name) for _, final in self.finals]
+            if name == "params":
+                for j, part in enumerate(parts):
+                    for i, leaf in enumerate(jax.tree.leaves(part)):
+                        arrays[f"finals/params/{j}/{i}"] = leaf
+                continue
+            arrays[f"finals/{name}"] = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        arrays["finals/members"] = (
+            np.concatenate([m for m, _ in self.finals]) if self.finals else np.zeros(0, np.int64)
+        )
+        programs = []
+        for p, program in enumerate(self.live):
+            root, positions = self.origin[program]
+            arrays[f"programs/{p}/positions"] = positions
+            for name, value in program.state_dict().items():
+                arrays[f"programs/{p}/state/{name}"] = value
+            programs.append(
+                {
+                    "root": root,
+                    "label": program.label,
+                    "chunks_run": self.chunks_run[program],
+                    "declined": self.declined.get(program, -1),
+                    "run_seconds": program.run_seconds,
+                    "compile_seconds": program.compile_seconds,
+                }
+            )
+        document = {
+            "epochs_done": self.epochs_done,
+            "history": list(self.history),
+            "programs": programs,
+            "finals_sizes": [len(m) for m, _ in self.finals],
+            "finals_params": [final.params is not None for _, final in self.finals],
+            "built": [
+                {"live": self.live.index(p)} if p in self.live else group_record(p)
+                for p in self.built
+            ],
+            "callbacks": [callback.state_dict() for callback in callbacks],
+        }
+        return arrays, document
+
+    def restore(self, saved, planned, train, evals, on_compile, callbacks) -> ChunkReport:
+        """Continue from a checkpoint: rebuild its live programs from the planned ones
+        (``subset`` of the same positions: the same layout, widths and compiled shapes),
+        load their states, the loop's bookkeeping and the callbacks' state."""
+        arrays, document = saved.arrays, saved.document
+        self.history = {name: arrays[f"history/{name}"].copy() for name in document["history"]}
+        self.stopped = arrays["stopped"].astype(bool)
+        self.stopped_epoch = arrays["stopped_epoch"].astype(np.int64)
+        self.finals = []
+        members = np.split(arrays["finals/members"], np.cumsum(document["finals_sizes"])[:-1])
+        fields = {
+            name: np.split(arrays[f"finals/{name}"], np.cumsum(document["finals_sizes"])[:-1])
+            for name in ("updates", "status", "diverged_at")
+        }
+        params_tree = None
+        self.live, self.built, self.chunks_run, self.declined, self.origin = [], [], {}, {}, {}
+        for p, record in enumerate(document["programs"]):
+            root = planned[record["root"]]
+            positions = arrays[f"programs/{p}/positions"].astype(np.int64)
+            if positions.size == root.members.size:
+                program = root
+                program.prepare(train, evals, on_compile)
+            else:
+                root.place(train, evals, on_compile)
+                program = root.subset(positions)
+                program.prepare(train, evals, on_compile)
+            prefix = f"programs/{p}/state/"
+            program.load_state_dict(
+                {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            )
+            program.run_seconds = record["run_seconds"]
+            program.compile_seconds += record["compile_seconds"]
+            self.origin[program] = (record["root"], positions)
+            self.chunks_run[program] = record["chunks_run"]
+            if record["declined"] >= 0:
+                self.declined[program] = record["declined"]
+            self.live.append(program)
+        for j, with_params in enumerate(document["finals_params"]):
+            params = None
+            if with_params:
+                if params_tree is None:
+                    holder = self.live[0] if self.live else planned[0]
+                    if not self.live:
+                        holder.place(train, evals, on_compile)
+                    params_tree = jax.tree.structure(holder.slot_train_states()[0][2].params)
+                leaves = [arrays[f"finals/params/{j}/{i}"] for i in range(params_tree.num_leaves)]
+                params = jax.tree.unflatten(params_tree, leaves)
+            self.finals.append(
+                (
+                    members[j],
+                    Final(
+                        fields["updates"][j], fields["status"][j], fields["diverged_at"][j], params
+                    ),
+                )
+            )
+        self.built = [
+            self.live[entry["live"]] if "live" in entry else entry for entry in document["built"]
+        ]
+        for callback, state in zip(callbacks, document["callbacks"]):
+            callback.load_state_dict(state)
+        report = self.report(document["epochs_done"])
+        return dataclasses.replace(
+            report,
+            status=np.where(self.stopped, STATUS_NAMES[STOPPED], report.status),
+            stopped_epoch=self.stopped_epoch.copy(),
+        )
 
     def _pays(self, program: Program, rebuilt: Program) -> bool:
         """Whether the run time a rebuild saves exceeds ``REBUILD_MARGIN`` times the
@@ -173,6 +302,19 @@ class _Run:
         left = (self.epochs - self.epochs_done) / self.epochs_per_chunk
         saved = 1 - rebuilt.slot_count / program.slot_count
         return program.run_seconds / chunks * left * saved > REBUILD_MARGIN * compile_seconds
+
+
+def group_record(program: Program | dict[str, Any]) -> dict[str, Any]:
+    """What ``SweepResult.groups`` says of a program (a record already: itself)."""
+    if isinstance(program, dict):
+        return program
+    return {
+        "program": program.label,
+        "configs": program.members.tolist(),
+        "slots": program.slot_count,
+        "compile_seconds": program.compile_seconds,
+        "seconds": program.run_seconds,
+    }
 
 
 def _forward_fill(values: np.ndarray) -> np.ndarray:
@@ -216,6 +358,7 @@ def run_loop(
     return_params: bool = False,
     rebuild: bool | str = "auto",
     start: float | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> LoopResult:
     """Compile and run ``programs`` for ``epochs`` epochs, reporting to ``callbacks``.
 
@@ -230,6 +373,8 @@ def run_loop(
         rebuild: rebuild a program with its running configs alone once half have stopped:
             True, False, or "auto" (when the run time saved exceeds twice a compile).
         start: ``time.perf_counter()`` at the sweep's start (reports count from it).
+        checkpoint: writes the loop's state after chunks (``Checkpointer.due``); with
+            ``resume``, the loop continues from its latest good checkpoint.
     """
     start = time.perf_counter() if start is None else start
     run = _Run(
@@ -248,16 +393,24 @@ def run_loop(
 
     report = None
     try:
-        for program in programs:
-            program.prepare(train, evals, on_compile)
-        # Without a callback that stops configs, a chunk's metrics are read while the
-        # next chunk runs, so the device never waits for the host.
-        overlap = not any(callback.stops_configs for callback in callbacks)
+        saved = checkpoint.latest() if checkpoint is not None and checkpoint.resume else None
+        begin = 0
+        if saved is not None:
+            report = run.restore(saved, programs, train, evals, on_compile, callbacks)
+            begin = report.epochs_done
+        else:
+            for program in programs:
+                program.prepare(train, evals, on_compile)
+        # Without a callback that stops configs (or a checkpoint, which needs the states
+        # and the history of the same epoch), a chunk's metrics are read while the next
+        # chunk runs, so the device never waits for the host.
+        overlap = checkpoint is None and not any(c.stops_configs for c in callbacks)
         pending: list[tuple[Program, int, Any]] = []
-        for first in range(0, epochs, epochs_per_chunk):
+        for first in range(begin, epochs, epochs_per_chunk):
             dispatched = [(p, first, p.run_chunk(first, run.stopped[p.members])) for p in run.live]
             for program in run.live:
                 run.chunks_run[program] += 1
+            kill_point("chunk")
             if overlap and first:
                 report = _read(run, pending, callbacks, first)
             pending = dispatched
@@ -266,6 +419,8 @@ def run_loop(
                 pending = []
                 if rebuild and first + epochs_per_chunk < epochs:
                     run.rebuild(train, evals, on_compile, return_params, rebuild)
+                if checkpoint is not None and checkpoint.due(report.epochs_done, epochs):
+                    checkpoint.save(report.epochs_done, *run.state_dict(callbacks))
         if pending:
             report = _read(run, pending, callbacks, epochs)
         for program in run.live:
@@ -332,6 +487,7 @@ def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
         updates=updates,
         diverged_at=diverged_at,
         params=params,
-        programs=run.built,
+        programs=[p for p in run.built if isinstance(p, Program)],
         report=report,
+        groups=[group_record(p) for p in run.built],
     )

@@ -79,3 +79,13 @@ class Callback:
 
     def on_sweep_end(self, report: ChunkReport | None, error: BaseException | None) -> None:
         """At the end: the last report (None if no chunk ran) and the error, if any."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the callback has learned so far (lists, numbers, strings): a checkpoint
+        saves it and a resumed sweep hands it to ``load_state_dict``. A callback whose
+        decisions depend on earlier reports must override both (``EarlyStopping`` and
+        ``SuccessiveHalving`` do); the default is for callbacks without such state."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a ``state_dict``."""

@@ -146,7 +146,13 @@ def accumulate_step(
     safe_count = jnp.maximum(total_count, 1)
     mean_grads = jax.tree.map(lambda g: g / safe_count, grad_sum)
     train = apply_gradient(
-        state.train, mean_grads, total_loss / safe_count, tx, apply, keep_optimizer_state=True
+        state.train,
+        mean_grads,
+        total_loss / safe_count,
+        tx,
+        apply,
+        keep_optimizer_state=True,
+        divergence=settings.divergence,
     )
 
     multiple = state.multiple

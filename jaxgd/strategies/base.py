@@ -22,8 +22,8 @@ import optax
 
 from ..configs import ResolvedConfig
 from ..core.compile import CompiledFunction
-from ..core.layout import host_take
-from ..core.state import TrainState, init_states
+from ..core.layout import host_take, to_host
+from ..core.state import DEFAULT_DIVERGENCE, TrainState, init_states
 from ..core.step import Probe
 from ..optimizers import Optimizer
 from ..problem import Problem
@@ -54,6 +54,7 @@ class ProgramSpec:
     epochs_per_chunk: int = 1
     eval_batch_size: int = 1024
     probes: tuple[Probe, ...] = ()
+    divergence: float = DEFAULT_DIVERGENCE
 
     def placeholder_tx(self) -> optax.GradientTransformation:
         """A transformation for ``update`` calls: inject_hyperparams reads every
@@ -191,7 +192,7 @@ class Program(abc.ABC):
 
     def unpack(self, metrics: Any) -> dict[str, np.ndarray]:
         """Chunk metrics (``[E, U, M]`` each) to ``{metric: [K_p, E]}`` on the host."""
-        host = self.timed(jax.tree.map, np.asarray, metrics)
+        host = self.timed(to_host, metrics)
         return {name: self.layout.unpack(value, axis=1).T for name, value in host.items()}
 
     def continue_from(self, start: tuple[Any, jax.Array]) -> tuple[Any, jax.Array]:
@@ -206,6 +207,34 @@ class Program(abc.ABC):
         host: what ``subset`` hands to the program it builds."""
         rows, cols = self.layout.rows[positions], self.layout.cols[positions]
         return host_take(self.states, rows, cols), host_take(self.shuffle_keys, rows)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything the program's future depends on, on the host: every leaf of its
+        states and shuffle keys (as key data), named by position. What a checkpoint saves."""
+        leaves = jax.tree.leaves((self.states, self.shuffle_keys))
+        return {str(i): to_host(leaf) for i, leaf in enumerate(leaves)}
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
+        """Continue from a ``state_dict`` (after ``prepare``, which gives the structure);
+        refuses arrays that do not fit."""
+        leaves, treedef = jax.tree.flatten((self.states, self.shuffle_keys))
+        if len(arrays) != len(leaves):
+            raise ValueError(f"{self.label}: state has {len(leaves)} arrays, got {len(arrays)}")
+        restored = []
+        for i, leaf in enumerate(leaves):
+            value = np.asarray(arrays[str(i)])
+            is_key = jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+            expected = jax.eval_shape(jax.random.key_data, leaf) if is_key else leaf
+            if value.shape != expected.shape or value.dtype != expected.dtype:
+                raise ValueError(
+                    f"{self.label}: state array {i} is {value.dtype}{list(value.shape)}, "
+                    f"expected {expected.dtype}{list(expected.shape)}"
+                )
+            if is_key:
+                restored.append(jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf)))
+            else:
+                restored.append(jax.device_put(value))
+        self.states, self.shuffle_keys = jax.tree.unflatten(treedef, restored)
 
     @abc.abstractmethod
     def subset(self, positions: np.ndarray) -> Program:
@@ -242,9 +271,7 @@ class Program(abc.ABC):
         self.timed(jax.block_until_ready, [state for _, _, state in grids])
 
         def gather(field: Callable[[TrainState], PyTree]) -> PyTree:
-            parts = [
-                (pos, layout.unpack(jax.tree.map(np.asarray, field(s)))) for pos, layout, s in grids
-            ]
+            parts = [(pos, layout.unpack(to_host(field(s)))) for pos, layout, s in grids]
             if len(parts) == 1:
                 return parts[0][1]
             order = np.argsort(np.concatenate([pos for pos, _ in parts]), kind="stable")

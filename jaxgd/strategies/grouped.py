@@ -47,7 +47,11 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
     states = stop_where(states, stop)
     plan = settings.plan
     step = functools.partial(
-        train_step, problem=settings.problem, tx=settings.placeholder_tx(), probes=settings.probes
+        train_step,
+        problem=settings.problem,
+        tx=settings.placeholder_tx(),
+        probes=settings.probes,
+        divergence=settings.divergence,
     )
     step_all = vmap_configs(step, settings.config_block)
 

@@ -25,7 +25,7 @@ from ..configs import ResolvedConfig
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
-from ..core.layout import SeedLayout, bucket_width, host_take
+from ..core.layout import SeedLayout, bucket_width, host_take, to_host
 from ..core.state import TrainState, stop_where
 from ..core.step import train_step, zero_metrics
 from ..data import take
@@ -80,7 +80,11 @@ def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, sett
     """
     states = tuple(stop_where(s, stop) for s, stop in zip(states, stops))
     step = functools.partial(
-        train_step, problem=settings.problem, tx=settings.placeholder_tx(), probes=settings.probes
+        train_step,
+        problem=settings.problem,
+        tx=settings.placeholder_tx(),
+        probes=settings.probes,
+        divergence=settings.divergence,
     )
     blocks = settings.config_blocks or (None,) * len(settings.batch_sizes)
     steps_all = [vmap_configs(step, block) for block in blocks]
@@ -247,7 +251,7 @@ class NestedProgram(Program):
         return jax.tree.map(lambda *parts: np.concatenate(parts)[order], *per_group)
 
     def unpack(self, metrics) -> dict[str, np.ndarray]:
-        host = self.timed(jax.tree.map, np.asarray, metrics)  # per group {name: [E, U, M]}
+        host = self.timed(to_host, metrics)  # per group {name: [E, U, M]}
         per_group = [
             {name: layout.unpack(value, axis=1).T for name, value in group.items()}
             for layout, group in zip(self.layouts, host)

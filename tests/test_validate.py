@@ -1,0 +1,361 @@
+"""Bad input is refused before anything compiles or is written, with a message that names
+the argument, what was given and what was expected (README, "Errors": every row of its
+table is a case here, and every case is a row there)."""
+
+import math
+import pathlib
+import re
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxgd
+
+README = pathlib.Path(__file__).parent.parent / "README.md"
+
+
+def _linear():
+    return jaxgd.problems.linear_regression(num_examples=20)
+
+
+def _loss_shape_1(params, example):
+    # What a Dense(1) head or targets shaped [N, 1] give: a loss of shape (1,).
+    return jnp.reshape(problem.loss(params, example), (1,))
+
+
+def _classifier():
+    problem = jaxgd.problems.mlp((2, 4, 3))
+    data = {
+        "x": np.random.default_rng(0).normal(size=(30, 2)).astype(np.float32),
+        "y": np.arange(30, dtype=np.int32) % 3,
+    }
+    return problem, data
+
+
+def _with(data, **leaves):
+    return {**data, **leaves}
+
+
+def _nan_at(values, index):
+    values = np.array(values, np.float32)
+    values[index] = np.nan
+    return values
+
+
+def case(**overrides):
+    """A sweep call on the linear problem with some arguments replaced."""
+    problem, data = _linear()
+    kwargs = dict(
+        problem=problem,
+        data=data,
+        space=jaxgd.grid(learning_rate=[0.1]),
+        epochs=2,
+        batch_size=5,
+        validation=0.2,
+    )
+    kwargs.update(overrides)
+    return kwargs
+
+
+problem, data = _linear()
+classifier, labelled = _classifier()
+ints = jaxgd.Problem(
+    init=lambda key: {"w": jnp.zeros(1, jnp.int32)},
+    loss=lambda p, ex: jnp.sum(p["w"] * ex["x"]).astype(jnp.float32),
+)
+
+# (README id, sweep arguments, a regular expression the message must match)
+CASES = [
+    ("problem-not-a-problem", case(problem="linear_regression"), r"problem='linear_regression'"),
+    (
+        "loss-shape-(1,)",
+        case(problem=jaxgd.Problem(problem.init, _loss_shape_1)),
+        r"shape \(1,\).*loss\[0\]",
+    ),
+    (
+        "loss-not-scalar",
+        case(problem=jaxgd.Problem(problem.init, lambda p, ex: jnp.ones(3) * p["b"])),
+        r"returned shape \(3,\).*must return a scalar",
+    ),
+    (
+        "metric-not-scalar",
+        case(
+            problem=jaxgd.Problem(
+                problem.init, problem.loss, metrics=lambda p, ex: {"err": jnp.ones(2)}
+            )
+        ),
+        r"'err' of shape \(2,\)",
+    ),
+    (
+        "params-not-float",
+        case(problem=ints, data={"x": np.ones((20, 1), np.float32)}),
+        r"dtype int32",
+    ),
+    (
+        "init-fails",
+        case(problem=jaxgd.Problem(lambda key: 1 / 0, problem.loss)),
+        r"problem.init\(key\) failed.*ZeroDivisionError",
+    ),
+    (
+        "data-missing-key",
+        case(data={"inputs": data["x"], "y": data["y"]}),
+        r"one training example.*KeyError: 'x'",
+    ),
+    (
+        "validation-feature-mismatch",
+        case(
+            problem=jaxgd.problems.multiple_regression(num_features=3)[0],
+            data=jaxgd.problems.multiple_regression(num_features=3)[1],
+            validation={"x": np.ones((4, 2), np.float32), "y": np.ones(4, np.float32)},
+        ),
+        r"one validation example",
+    ),
+    (
+        "eval-missing-key",
+        case(eval_data={"x": data["x"]}),
+        r"one eval example.*KeyError: 'y'",
+    ),
+    (
+        "data-ragged-list",
+        case(data={"x": [[1.0], [2.0, 3.0]] * 10, "y": [0.0] * 20}),
+        r"\['x'\] is a list that does not form an array",
+    ),
+    ("data-not-array", case(data={"x": data["x"], "y": "targets"}), r"\['y'\] is a str"),
+    (
+        "data-counts-differ",
+        case(data={"x": data["x"], "y": data["y"][:19]}),
+        r"same leading example axis.*\(19,\)",
+    ),
+    ("data-nan", case(data=_with(data, x=_nan_at(data["x"], 7))), r"\['x'\]: example 7"),
+    (
+        "validation-inf",
+        case(validation={"x": np.array([1.0, np.inf], np.float32), "y": np.ones(2, np.float32)}),
+        r"validation data leaf \['x'\]: example 1",
+    ),
+    (
+        "label-out-of-range",
+        case(problem=classifier, data=_with(labelled, y=np.where(np.arange(30) == 4, 3, 0))),
+        r"example 4 has label 3, outside \[0, 3\)",
+    ),
+    (
+        "label-negative",
+        case(problem=classifier, data=_with(labelled, y=np.full(30, -1, np.int32))),
+        r"example 0 has label -1",
+    ),
+    ("learning-rate-zero", case(space=[{"learning_rate": 0.0}]), r"learning_rate=0.0.*\(0, inf\)"),
+    ("learning-rate-nan", case(space=[{"learning_rate": math.nan}]), r"learning_rate=nan"),
+    (
+        "momentum-one",
+        case(space=[{"learning_rate": 0.1, "momentum": 1.0}]),
+        r"momentum=1.0 .*'sgd'.*\[0, 1\)",
+    ),
+    (
+        "adam-b2-one",
+        case(space=[{"learning_rate": 0.1, "b2": 1.0}], optimizer="adam"),
+        r"b2=1.0.*\[0, 1\)",
+    ),
+    ("eps-zero", case(space=[{"learning_rate": 0.1, "eps": 0.0}], optimizer="adam"), r"eps=0.0"),
+    (
+        "decay-negative",
+        case(space=[{"learning_rate": 0.1, "decay": -0.1}], optimizer="rmsprop"),
+        r"decay=-0.1",
+    ),
+    (
+        "declared-range",
+        case(
+            space=[{"learning_rate": 0.1, "b1": 0.9}],
+            optimizer=jaxgd.optimizer(optax.lion, ranges={"b1": "[0, 0.5]"}),
+        ),
+        r"b1=0.9.*\[0, 0.5\]",
+    ),
+    (
+        "hyperparameter-unknown",
+        case(space=[{"learning_rate": 0.1, "betas": 0.9}]),
+        r"hyperparameters \['betas'\]",
+    ),
+    (
+        "hyperparameter-not-number",
+        case(space=[{"learning_rate": "fast"}]),
+        r"learning_rate='fast' is not a number",
+    ),
+    ("validation-int", case(validation=1), r"validation=1: expected a fraction"),
+    ("validation-out-of-range", case(validation=1.5), r"validation=1.5: a fraction"),
+    ("validation-string", case(validation="0.2"), r"validation='0.2'"),
+    ("validation-bool", case(validation=True), r"validation=True"),
+    ("seed-negative", case(space=[{"learning_rate": 0.1, "seed": -1}]), r"seed=-1.*2147483647"),
+    ("seed-too-large", case(space=[{"learning_rate": 0.1, "seed": 2**31}]), r"seed=2147483648"),
+    ("seed-not-integer", case(space=[{"learning_rate": 0.1, "seed": 1.5}]), r"seed=1.5"),
+    ("epochs-zero", case(epochs=0), r"epochs=0"),
+    ("epochs-float", case(epochs=2.0), r"epochs=2.0"),
+    ("batch-size-zero", case(batch_size=0), r"batch_size=0"),
+    ("batch-size-too-large", case(batch_size=17), r"batch_size=17.*16 training examples"),
+    ("batch-size-missing", case(batch_size=None), r"no batch_size"),
+    ("space-dict", case(space={"learning_rate": [0.1]}), r"not one dict"),
+    ("space-empty", case(space=[]), r"no configs"),
+    ("space-not-dicts", case(space=[0.1]), r"config 0 is 0.1"),
+    ("optimizer-unknown", case(optimizer="sgdd"), r"optimizer='sgdd' is not known"),
+    ("options-not-options", case(options={"strategy": "nested"}), r"jaxgd.SweepOptions"),
+    (
+        "epochs-per-chunk",
+        case(epochs=3, options=jaxgd.SweepOptions(epochs_per_chunk=2)),
+        r"divisor of epochs=3",
+    ),
+    ("callback-not-callback", case(callbacks=[print]), r"not a jaxgd.Callback"),
+    ("divergence-not-above-one", case(divergence=0.5), r"divergence=0.5"),
+    ("divergence-not-number", case(divergence="big"), r"divergence='big'"),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, message", CASES, ids=[c[0] for c in CASES])
+def test_refused_before_compiling(name, kwargs, message):
+    compiles = jaxgd.compile_count()
+    with pytest.raises(jaxgd.InputError, match=message) as error:
+        jaxgd.sweep(**kwargs)
+    assert "\n" not in str(error.value)  # one line, for the command line
+    assert jaxgd.compile_count() == compiles
+
+
+def test_readme_errors_table_lists_every_case():
+    section = README.read_text().split("## Errors", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `([^`]+)` \|", section, flags=re.M)
+    covered = [c[0] for c in CASES] + [c[0] for c in FOLDER_CASES] + OTHER_CASES
+    assert sorted(listed) == sorted(covered)
+
+
+def test_lists_become_arrays_and_jax_arrays_are_numbers():
+    result = jaxgd.sweep(
+        problem,
+        {"x": data["x"].tolist(), "y": data["y"].tolist()},
+        space=jaxgd.grid(learning_rate=jnp.logspace(-2, -1, 2), momentum=np.float32(0.5)),
+        epochs=1,
+        batch_size=np.int64(5),
+        validation=np.float32(0.25),
+    )
+    assert result.history["val_loss"].shape == (2, 1)
+    assert [c["learning_rate"] for c in result.configs] == pytest.approx([0.01, 0.1])
+    assert result.configs[0]["momentum"] == 0.5
+
+
+def test_sample_seed_is_not_the_training_seed():
+    space = jaxgd.sample(4, sample_seed=7, learning_rate=jaxgd.loguniform(1e-3, 1e-1), seed=[3])
+    assert [c["seed"] for c in space] == [3, 3, 3, 3]
+    assert (
+        space.configs
+        == jaxgd.sample(
+            4, sample_seed=7, learning_rate=jaxgd.loguniform(1e-3, 1e-1), seed=[3]
+        ).configs
+    )
+
+
+def test_sample_without_sample_seed_says_how():
+    with pytest.raises(jaxgd.InputError, match=r"sample_seed=None.*dimension seed="):
+        jaxgd.sample(4, seed=0, learning_rate=[0.1])
+
+
+def _a_file(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    return path
+
+
+def _a_run(tmp_path):
+    folder = tmp_path / "run"
+    jaxgd._io.prepare_output_dir(folder)
+    jaxgd._io.atomic_write(folder / "results.csv", "old\n")
+    return folder
+
+
+# Output folders: (README id, make the path, sweep arguments besides it, message)
+FOLDER_CASES = [
+    ("checkpoint-dir-is-a-file", _a_file, {}, r"is a file"),
+    ("checkpoint-dir-holds-a-run", _a_run, {}, r"holds another run's files \(results.csv\)"),
+    ("overwrite-and-resume", _a_run, {"overwrite": True, "resume": True}, r"contradict"),
+]
+
+
+@pytest.mark.parametrize(
+    "name, make, extra, message", FOLDER_CASES, ids=[c[0] for c in FOLDER_CASES]
+)
+def test_output_folder_refused_before_compiling(tmp_path, name, make, extra, message):
+    path = make(tmp_path)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    compiles = jaxgd.compile_count()
+    with pytest.raises(jaxgd.InputError, match=message):
+        jaxgd.sweep(**case(checkpoint_dir=path, **extra))
+    assert jaxgd.compile_count() == compiles
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_overwrite_removes_only_jaxgd_files(tmp_path):
+    folder = _a_run(tmp_path)
+    (folder / "notes.txt").write_text("mine")
+    (folder / ".tmp-123-results.csv").write_text("half")
+    jaxgd._io.prepare_output_dir(folder, overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == [".jaxgd-files", "notes.txt"]
+
+
+def test_a_folder_of_other_files_is_not_a_run(tmp_path):
+    (tmp_path / "data.csv").write_text("mine")
+    jaxgd._io.prepare_output_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".jaxgd-files", "data.csv"]
+
+
+def _saved(tmp_path):
+    result = jaxgd.sweep(**case(validation=None, epochs=1))
+    result.save(tmp_path / "saved")
+    return result
+
+
+def test_save_refuses_a_saved_result_and_load_an_incomplete_one(tmp_path):
+    result = _saved(tmp_path)
+    with pytest.raises(jaxgd.InputError, match=r"holds a saved result already.*overwrite=True"):
+        result.save(tmp_path / "saved")
+    (tmp_path / "saved" / "COMPLETE").unlink()
+    with pytest.raises(jaxgd.InputError, match=r"no COMPLETE marker.*interrupted"):
+        jaxgd.SweepResult.load(tmp_path / "saved")
+    with pytest.raises(jaxgd.InputError, match=r"not a folder"):
+        jaxgd.SweepResult.load(tmp_path / "missing")
+
+
+def test_load_refuses_a_damaged_result(tmp_path):
+    _saved(tmp_path)
+    arrays = tmp_path / "saved" / "arrays.npz"
+    data = bytearray(arrays.read_bytes())
+    data[-100] ^= 0xFF
+    arrays.write_bytes(bytes(data))
+    with pytest.raises(jaxgd.InputError, match=r"arrays.npz does not match the checksum"):
+        jaxgd.SweepResult.load(tmp_path / "saved")
+
+
+def test_resume_refuses_a_different_sweep_naming_what_differs(tmp_path):
+    options = jaxgd.SweepOptions(checkpoint_format="npz")
+    jaxgd.sweep(**case(checkpoint_dir=tmp_path / "ckpt", options=options))
+    other = case(space=jaxgd.grid(learning_rate=[0.2]), checkpoint_dir=tmp_path / "ckpt")
+    with pytest.raises(jaxgd.InputError, match=r"different sweep \(configs differ\)"):
+        jaxgd.sweep(**other, resume=True, options=options)
+
+
+def test_best_refuses_unknown_metric_mode_and_over(tmp_path):
+    result = jaxgd.sweep(**case(validation=None, epochs=1))
+    with pytest.raises(jaxgd.InputError, match=r"metric='val_loss' is not recorded"):
+        result.best("val_loss")
+    with pytest.raises(jaxgd.InputError, match=r"mode='lowest'"):
+        result.best("train_loss", mode="lowest")
+    with pytest.raises(jaxgd.InputError, match=r"over='lr'"):
+        result.best("train_loss", over="lr")
+
+
+# Entries of the README table checked by the named tests above rather than a sweep call.
+OTHER_CASES = [
+    "sample-without-sample-seed",
+    "save-over-a-saved-result",
+    "load-incomplete",
+    "load-not-a-folder",
+    "load-damaged",
+    "resume-different-sweep",
+    "best-unknown-metric",
+    "best-bad-mode",
+    "best-bad-over",
+]
