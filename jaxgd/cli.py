@@ -132,8 +132,13 @@ def _add_demo(commands) -> None:
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="a seconds-long version (for tests)")
     demo.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    demo.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier demo's files in --out"
+    )
     demo.set_defaults(
-        handler=lambda args: run_demo(args.out, quick=args.quick, plots=not args.no_plots)
+        handler=lambda args: run_demo(
+            args.out, quick=args.quick, plots=not args.no_plots, overwrite=args.overwrite
+        )
     )
 
 
@@ -211,37 +216,51 @@ def run_bench(argv: Sequence[str]) -> int:
     return harness_main(list(argv))
 
 
-# What a run writes to its folder; --overwrite removes exactly these.
-RUN_FILES = ("results.csv", "results.json", "config.toml", "report.html", "report.md", "plots")
+# What `jaxgd run` writes into its folder. A folder holding any of them is another run's,
+# refused before anything runs unless --overwrite or --resume.
+RUN_FILES = (
+    "results.csv",
+    "results.json",
+    "result",
+    "config.toml",
+    "report.html",
+    "report.md",
+    "plots",
+    "checkpoints",
+)
 
 
-def _check_out(out: str, *, overwrite: bool, resume: bool) -> None:
-    """Refuse an output path that is a file, or a folder holding another run's results
-    (unless --overwrite), before anything runs."""
+def _check_out(out: str, *, overwrite: bool, resume: bool, names=RUN_FILES) -> None:
+    """Refuse, before anything runs or is written, an output path that is a file, a
+    folder holding another run's results (unless --overwrite or --resume), or both
+    flags. ``jaxgd._io.prepare_output_dir`` claims the folder once the sweep has passed
+    its own checks."""
+    if overwrite and resume:
+        raise InputError(
+            "--overwrite and --resume contradict each other: --resume continues the run in "
+            "the folder, --overwrite deletes it; choose one"
+        )
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"--out {out!r} is a file; give a folder for the run's results")
-    if resume:
-        raise InputError(
-            "--resume: this jaxgd writes no checkpoints to resume from yet; run without "
-            "--resume (--overwrite replaces the earlier results)"
-        )
-    held = [name for name in RUN_FILES if os.path.exists(os.path.join(out, name))]
-    if held and not overwrite:
+    held = [name for name in names if os.path.exists(os.path.join(out, name))]
+    if held and not (overwrite or resume):
         raise InputError(
             f"--out {out!r} holds another run's results ({', '.join(held)}); pass --overwrite "
-            "to replace them, or choose another folder with --out"
+            "to replace them, --resume to continue that run, or choose another folder"
         )
 
 
-def _clear_out(out: str) -> None:
-    import shutil
+def _remove_checkpoints(folder: str) -> None:
+    """An earlier run's checkpoints, when this run keeps none: the files jaxgd wrote
+    there (its manifest lists them), then the folder if nothing else is left."""
+    from ._io import MANIFEST, prepare_output_dir
 
-    for name in RUN_FILES:
-        path = os.path.join(out, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
+    if not os.path.isdir(folder):
+        return
+    prepare_output_dir(folder, overwrite=True)
+    if os.listdir(folder) == [MANIFEST]:
+        os.remove(os.path.join(folder, MANIFEST))
+        os.rmdir(folder)
 
 
 def run_file(args: argparse.Namespace) -> int:
@@ -250,16 +269,17 @@ def run_file(args: argparse.Namespace) -> int:
 
     from . import report as reporting
     from . import runfile
+    from ._io import prepare_output_dir, record_output
 
     start = time.perf_counter()
     plan = runfile.load(args.config, args.overrides)
     out = args.out or plan.out
-    if plan.checkpoint_every is not None:
-        raise InputError(
-            f"{plan.source}: [checkpoint]: this jaxgd cannot checkpoint a sweep yet; remove "
-            "the [checkpoint] table"
-        )
     _check_out(out, overwrite=args.overwrite, resume=args.resume)
+    if args.resume and not plan.checkpoint:
+        raise InputError(
+            f"--resume: {plan.source} has no [checkpoint] table, so its runs leave nothing "
+            "to resume from; add [checkpoint] (every = 1) and run again"
+        )
     metric = plan.report.metric or ("val_loss" if plan.sweep_kwargs["validation"] else "train_loss")
     callbacks = list(plan.callbacks)
     if not args.quiet:
@@ -270,21 +290,31 @@ def run_file(args: argparse.Namespace) -> int:
             f"epochs -> {out}",
             flush=True,
         )
+    checkpoints = os.path.join(out, "checkpoints") if plan.checkpoint else None
+    # The sweep checks its input before it claims the checkpoint folder: a refused input
+    # leaves nothing behind. The output folder is claimed once the sweep has run.
     result = jaxgd.sweep(
         plan.problem,
         plan.data,
         space=plan.space,
         callbacks=callbacks,
         options=plan.options,
+        checkpoint_dir=checkpoints,
+        resume=args.resume,
+        overwrite=args.overwrite,
         **plan.sweep_kwargs,
     )
-    if args.overwrite:
-        _clear_out(out)
-    os.makedirs(out, exist_ok=True)
+    prepare_output_dir(out, overwrite=args.overwrite, resume=args.resume)
+    if args.overwrite and checkpoints is None:
+        _remove_checkpoints(os.path.join(out, "checkpoints"))
+    result.save(os.path.join(out, "result"), overwrite=True)
+    record_output(os.path.join(out, "result"))
     result.to_csv(os.path.join(out, "results.csv"))
     result.to_json(os.path.join(out, "results.json"))
     atomic_write(os.path.join(out, "config.toml"), runfile.dump_toml(plan.document))
-    written = ["results.csv", "results.json", "config.toml"]
+    written = ["results.csv", "results.json", "result/", "config.toml"]
+    os.makedirs(os.path.join(out, "plots"), exist_ok=True)
+    record_output(os.path.join(out, "plots"))
     written += reporting.write_report(
         result,
         out,
@@ -420,11 +450,17 @@ def _parabola(steps: int) -> dict[str, Any]:
     }
 
 
-def run_demo(out: str, *, quick: bool = False, plots: bool = True) -> int:
-    """Run the demo and write its files to ``out``; returns 0."""
+def run_demo(out: str, *, quick: bool = False, plots: bool = True, overwrite: bool = False) -> int:
+    """Run the demo and write its files to ``out``; returns 0.
+
+    A folder holding an earlier run's files is refused unless ``overwrite`` (which
+    removes exactly those files first: ``jaxgd._io.prepare_output_dir``).
+    """
+    from ._io import prepare_output_dir, record_output
+
     start = time.perf_counter()
     settings = QUICK if quick else FULL
-    os.makedirs(out, exist_ok=True)
+    prepare_output_dir(out, overwrite=overwrite)
     import jaxgd
 
     grid_text = (
@@ -447,9 +483,11 @@ def run_demo(out: str, *, quick: bool = False, plots: bool = True) -> int:
         "parabola": parabola["result"],
     }
 
+    digits.save(os.path.join(out, "result"))
+    record_output(os.path.join(out, "result"))
     digits.to_csv(os.path.join(out, "results.csv"))
     digits.to_json(os.path.join(out, "results.json"))
-    written = ["results.csv", "results.json"]
+    written = ["results.csv", "results.json", "result/"]
     timings = {name: _group_timings(result) for name, result in sweeps.items()}
     exercises = {
         name: {k: v for k, v in part.items() if k != "result"}

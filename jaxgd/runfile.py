@@ -11,7 +11,8 @@ complete example)::
                  or inputs / targets as paths of .npy or IDX files; num_classes, flatten,
                  scale
     [sweep]      epochs (required), optimizer, batch_size (a size or a schedule table),
-                 validation (a fraction, or false), split_seed, shuffle, drop_last
+                 validation (a fraction, or false), split_seed, shuffle, drop_last,
+                 divergence (loss / first loss that counts as diverged; inf: off)
     [space]      method ("grid", "random" or "quasirandom"), count, sample_seed
     [space.parameters]  one entry per hyperparameter, as in W&B sweep files:
                  a value or list; {value = x}; {values = [...]};
@@ -22,7 +23,8 @@ complete example)::
     [early_stopping]  metric, patience, min_delta, mode (jaxgd.EarlyStopping)
     [halving]    metric, eta, min_epochs, mode (jaxgd.SuccessiveHalving)
     [report]     metric (the target of the report), top (loss curves drawn), plots
-    [checkpoint] every (chunks between checkpoints)
+    [checkpoint] every (chunks between checkpoints) or seconds, format ("auto", "orbax",
+                 "npz"): checkpoints go to <output folder>/checkpoints
     [output]     folder (default runs/<file name>)
 
 Errors name the key and its line. ``tomllib`` reports no positions for the values it
@@ -95,12 +97,13 @@ TABLES: dict[str, tuple[str, ...]] = {
         "split_seed",
         "shuffle",
         "drop_last",
+        "divergence",
     ),
     "space": ("method", "count", "sample_seed", "parameters"),
     "early_stopping": ("metric", "patience", "min_delta", "mode"),
     "halving": ("metric", "eta", "min_epochs", "mode"),
     "report": ("metric", "top", "plots"),
-    "checkpoint": ("every",),
+    "checkpoint": ("every", "seconds", "format"),
     "output": ("folder",),
 }
 # [options] maps onto jaxgd.SweepOptions one to one: its fields are the keys.
@@ -145,7 +148,8 @@ class RunPlan:
         options: the ``jaxgd.SweepOptions``.
         callbacks: early stopping or halving, if asked for.
         report: the report settings.
-        checkpoint_every: chunks between checkpoints, or None for no checkpoints.
+        checkpoint: whether to checkpoint the sweep (``[checkpoint]``; the options hold
+            how often).
         out: the output folder.
         document: the file as resolved (``--set`` applied, defaults filled in).
     """
@@ -160,7 +164,7 @@ class RunPlan:
     options: Any
     callbacks: list[Any]
     report: ReportSettings
-    checkpoint_every: int | None
+    checkpoint: bool
     out: str
     document: dict[str, Any]
 
@@ -701,10 +705,19 @@ def _sweep_kwargs(src: _Source, doc: dict) -> dict[str, Any]:
     kwargs["split_seed"] = split_seed
     for key, default in (("shuffle", True), ("drop_last", False)):
         kwargs[key] = _boolean(src, f"sweep.{key}", table.get(key, default))
+    if "divergence" in table:
+        value = table["divergence"]
+        if not _is_number(value) or not value > 1:
+            raise src.error(
+                "sweep.divergence",
+                f"{value!r}: a loss above divergence x the config's first loss counts as "
+                "diverged; give a number > 1 (default 1000), or inf to turn it off",
+            )
+        kwargs["divergence"] = float(value)
     return kwargs
 
 
-def _options(src: _Source, doc: dict):
+def _options(src: _Source, doc: dict, checkpoint: dict[str, Any] | None):
     table = _table(src, doc, "options")
     epochs = doc["sweep"]["epochs"]
     chunk = table.get("epochs_per_chunk", 1)
@@ -714,11 +727,18 @@ def _options(src: _Source, doc: dict):
             f"{chunk}: must divide sweep.epochs = {epochs} (chunks end together), e.g. "
             f"{max(d for d in range(1, chunk + 1) if epochs % d == 0)}",
         )
+    fields = {**table, **(checkpoint or {})}
     try:
-        return SweepOptions(**table)
+        return SweepOptions(**fields)
     except (ValueError, TypeError) as error:
         field = str(error).split("=", 1)[0]
-        raise src.error(f"options.{field}" if field in table else "options", str(error)) from error
+        if field in table:
+            key = f"options.{field}"
+        elif field in fields:
+            key = "checkpoint." + field.removeprefix("checkpoint_")
+        else:
+            key = "options"
+        raise src.error(key, str(error)) from error
 
 
 def _callbacks(src: _Source, doc: dict) -> list[Any]:
@@ -820,13 +840,19 @@ def _check_configs(src: _Source, plan: RunPlan) -> None:
         raise src.error(key, message) from error
 
 
-def _checkpoint(src: _Source, doc: dict) -> int | None:
+def _checkpoint(src: _Source, doc: dict) -> dict[str, Any] | None:
+    """``[checkpoint]`` as ``SweepOptions`` fields (``checkpoint_every``, ...), or None
+    when the file asks for no checkpoints."""
     if "checkpoint" not in doc:
         return None
     table = _table(src, doc, "checkpoint")
-    return _positive_int(
-        src, "checkpoint.every", table.get("every", 1), "chunks between checkpoints"
-    )
+    fields = {f"checkpoint_{key}": value for key, value in table.items()}
+    both = sorted(set(fields) & set(doc.get("options", {})))
+    if both:
+        raise src.error(f"options.{both[0]}", "is set in [checkpoint] too; set it in one place")
+    if "every" in table:
+        _positive_int(src, "checkpoint.every", table["every"], "chunks between checkpoints")
+    return fields
 
 
 def load_text(
@@ -851,10 +877,10 @@ def load_text(
         _check_mlp_widths(src, doc, data)
     sweep_kwargs = _sweep_kwargs(src, doc)
     method, space = _space(src, doc, sweep_kwargs["optimizer"])
-    options = _options(src, doc)
+    checkpoint = _checkpoint(src, doc)
+    options = _options(src, doc, checkpoint)
     callbacks = _callbacks(src, doc)
     report = _report(src, doc)
-    checkpoint_every = _checkpoint(src, doc)
     output = _table(src, doc, "output")
     stem = os.path.splitext(os.path.basename(name))[0] or "sweep"
     out = _string(src, "output.folder", output.get("folder", os.path.join("runs", stem)))
@@ -869,7 +895,7 @@ def load_text(
         options=options,
         callbacks=callbacks,
         report=report,
-        checkpoint_every=checkpoint_every,
+        checkpoint=checkpoint is not None,
         out=out,
         document=doc,
     )
@@ -904,6 +930,8 @@ def _resolved_document(plan: RunPlan) -> dict[str, Any]:
     options = doc.setdefault("options", {})
     for field in dataclasses.fields(plan.options):
         value = getattr(plan.options, field.name)
+        if field.name.startswith("checkpoint_") and field.name not in options:
+            continue  # [checkpoint] says it, as written
         if value is not None:
             options[field.name] = value
     doc.setdefault("space", {}).setdefault("method", plan.space_method)

@@ -52,6 +52,7 @@ def test_run_writes_results_config_and_report(tmp_path, capsys):
     assert "s compiling" in captured.out and f"to {out}" in captured.out
     assert "compiled grouped" in captured.err and "epoch 4/4" in captured.err  # progress
     assert files(out) == [
+        ".jaxgd-files",
         "config.toml",
         "plots",
         "plots/best_per_batch_size.png",
@@ -60,9 +61,22 @@ def test_run_writes_results_config_and_report(tmp_path, capsys):
         "plots/metric_vs_hyperparameters.png",
         "report.html",
         "report.md",
+        "result",
+        "result/.jaxgd-files",
+        "result/COMPLETE",
+        "result/arrays.npz",
+        "result/result.json",
         "results.csv",
         "results.json",
     ]
+    saved = jaxgd.SweepResult.load(out / "result")
+    assert saved.configs[3] == {
+        "optimizer": "sgd",
+        "learning_rate": 0.3,
+        "momentum": 0.9,
+        "batch_size": 5,
+        "seed": 1,
+    }
     table = rows(out / "results.csv")
     assert len(table) == 12
     for column in ("learning_rate", "momentum", "seed", "final_train_loss", "best_train_loss"):
@@ -104,8 +118,8 @@ REFUSED = [
     (["run", "CONFIG", "--out", "FILE"], None, "is a file"),
     (["run", "CONFIG", "--out", "FULL"], None, "holds another run's results (results.csv)"),
     (["run", "CONFIG"], SWEEP + "[data]\ninputs = 'x.npy'\ntargets = 'y.npy'\n", "x.npy"),
-    (["run", "CONFIG"], SWEEP + "[checkpoint]\nevery = 1\n", "cannot checkpoint a sweep yet"),
-    (["run", "CONFIG", "--resume"], None, "--resume: this jaxgd writes no checkpoints"),
+    (["run", "CONFIG", "--resume"], None, "--resume: sweep.toml has no [checkpoint] table"),
+    (["run", "CONFIG", "--resume", "--overwrite", "--out", "FULL"], None, "contradict"),
 ]
 
 
@@ -135,20 +149,47 @@ def test_refused_input_is_one_line_exit_2_nothing_written(
     assert (tmp_path / "FULL" / "results.csv").read_text() == "an earlier run"
 
 
-def test_overwrite_replaces_an_earlier_run(tmp_path, capsys):
+def test_overwrite_replaces_an_earlier_run(tmp_path):
     (tmp_path / "sweep.toml").write_text(SWEEP)
     out = tmp_path / "out"
-    (out / "plots").mkdir(parents=True)
-    (out / "plots" / "old_plot.png").write_bytes(b"old")
-    (out / "results.csv").write_text("old")
-    (out / "notes.txt").write_text("the user's own file")
     arguments = ["run", str(tmp_path / "sweep.toml"), "--out", str(out), "--quiet"]
-    assert main(arguments + ["--set", "sweep.epochs=1"]) == 2
-    assert (out / "results.csv").read_text() == "old"
-    assert main(arguments + ["--set", "sweep.epochs=1", "--overwrite"]) == 0
+    assert main(arguments + ["--set", "sweep.epochs=1"]) == 0
+    assert (out / "plots" / "heatmap.png").exists()  # a grid
+    (out / "notes.txt").write_text("the user's own file")
+    random = ["--set", "space.method=random", "--set", "space.count=5"]
+    assert main(arguments + random) == 2  # refused: the folder holds a run
     assert len(rows(out / "results.csv")) == 12
-    assert not (out / "plots" / "old_plot.png").exists()  # old plots are not mixed in
+    assert main(arguments + random + ["--overwrite"]) == 0
+    assert len(rows(out / "results.csv")) == 5
+    assert not (out / "plots" / "heatmap.png").exists()  # the old plots are not mixed in
+    assert (out / "plots" / "parallel_coordinates.png").exists()
     assert (out / "notes.txt").read_text() == "the user's own file"
+    assert len(jaxgd.SweepResult.load(out / "result")) == 5
+
+
+def test_checkpoint_and_resume(tmp_path, capsys):
+    """A [checkpoint] run leaves checkpoints; --resume continues from them to the same
+    results; a changed file is refused by what differs."""
+    (tmp_path / "sweep.toml").write_text(SWEEP + "[checkpoint]\nevery = 2\n")
+    out = tmp_path / "out"
+    arguments = ["run", str(tmp_path / "sweep.toml"), "--out", str(out), "--quiet"]
+    assert main(arguments) == 0
+    assert (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
+    first = jaxgd.SweepResult.load(out / "result")
+    assert main(arguments) == 2  # the folder holds a run
+    assert main(arguments + ["--resume"]) == 0
+    again = jaxgd.SweepResult.load(out / "result")
+    np.testing.assert_array_equal(again.history["train_loss"], first.history["train_loss"])
+    capsys.readouterr()
+    assert main(arguments + ["--resume", "--set", "sweep.epochs=6"]) == 2
+    assert "jaxgd: error: " in capsys.readouterr().err
+    assert main(arguments + ["--overwrite", "--set", "sweep.epochs=2"]) == 0
+    assert len(jaxgd.SweepResult.load(out / "result").history["train_loss"][0]) == 2
+    # Without [checkpoint], --overwrite also clears the earlier run's checkpoints.
+    (tmp_path / "plain.toml").write_text(SWEEP)
+    plain = ["run", str(tmp_path / "plain.toml"), "--out", str(out), "--quiet", "--overwrite"]
+    assert main(plain) == 0
+    assert not (out / "checkpoints").exists()
 
 
 def test_console_script_version_help_and_no_traceback(tmp_path):

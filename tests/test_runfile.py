@@ -43,7 +43,7 @@ def test_minimal_file():
         "drop_last": False,
     }
     assert plan.options == jaxgd.SweepOptions()
-    assert plan.out == "runs/sweep" and plan.checkpoint_every is None and plan.callbacks == []
+    assert plan.out == "runs/sweep" and not plan.checkpoint and plan.callbacks == []
 
 
 def test_grid_ranges_values_and_constants():
@@ -259,6 +259,17 @@ REFUSED = [
     ),
     ((None, "[report]\ntop = 0"), "sweep.toml:13: report.top:", "positive integer"),
     ((None, "[checkpoint]\nevery = -1"), "sweep.toml:13: checkpoint.every:", "positive integer"),
+    ((None, '[checkpoint]\nformat = "zip"'), "sweep.toml:13: checkpoint.format:", "'orbax'"),
+    (
+        (None, "[checkpoint]\nevery = 2\n[options]\ncheckpoint_every = 3"),
+        "sweep.toml:15: options.checkpoint_every:",
+        "set it in one place",
+    ),
+    (
+        ("validation = false", "validation = false\ndivergence = 0.5"),
+        "sweep.toml:8: sweep.divergence:",
+        "number > 1",
+    ),
     ((None, '[data]\nname = "mnist"'), "sweep.toml:13: data.name:", "digits"),
     (
         (None, '[data]\nname = "digits"\nnum_classes = 10'),
