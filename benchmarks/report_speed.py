@@ -189,12 +189,18 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
     plan = [(100, "random", "report")]
     if not args.quick:
         plan = [
             (count, space, "report")
-            for count in (100, 1000, 10_000)
-            for space in ("random", "grid")
+            for count, space in (
+                (100, "random"),
+                (1000, "random"),
+                (10_000, "random"),
+                (2000, "grid"),
+                (10_000, "grid"),
+            )
         ] + [
             (count, "random", what)
             for count in (100, 300)
@@ -217,7 +223,7 @@ def main(argv=None) -> int:
             "cpu_cores": os.cpu_count(),
             "python": platform.python_version(),
         },
-        "load_average_before": os.getloadavg(),
+        "load_average_before": load_before,
         "epochs": args.epochs,
         "points": points,
         "load_average_after": os.getloadavg(),
