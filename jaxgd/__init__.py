@@ -1,5 +1,6 @@
 """jaxgd: many gradient-descent configurations trained in one compiled JAX program."""
 
+from . import optuna as optuna
 from . import plots as plots
 from . import problems as problems
 from . import report as report
@@ -27,6 +28,7 @@ from .space import Space as Space
 from .space import choice as choice
 from .space import grid as grid
 from .space import loguniform as loguniform
+from .space import quasi_random as quasi_random
 from .space import sample as sample
 from .space import uniform as uniform
 from .sweep import sweep as sweep
@@ -56,9 +58,11 @@ __all__ = [
     "increase_batch_size",
     "loguniform",
     "optimizer",
+    "optuna",
     "per_example_gradients",
     "plots",
     "problems",
+    "quasi_random",
     "report",
     "sample",
     "split",

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from .data import BatchPlan
 from .errors import InputError
-from .optimizers import Optimizer
+from .optimizers import Optimizer, epochs_name, step_parameters
 from .optimizers import optimizer as make_optimizer
 from .schedules import BatchSchedule
 from .space import Space
@@ -55,11 +56,42 @@ def _check_int(name: str, value: Any, index: int) -> int:
     return int(value)
 
 
+def _steps_from_epochs(config, opt, size, num_train, drop_last, theta, index):
+    """Replace each ``<name>_epochs`` schedule parameter by ``<name>_steps``: the updates
+    this config takes in that many epochs at its own batch size (with a BatchSchedule, the
+    cumulative updates of its epochs; a fractional epoch counts that part of its updates),
+    rounded to a whole update."""
+    config = dict(config)
+    for steps in step_parameters(opt.schedule):
+        name = epochs_name(steps)
+        if name not in config:
+            continue
+        epochs = config.pop(name)
+        if steps in config:
+            raise InputError(f"config {index}: give {steps} or {name}, not both")
+        if math.isfinite(theta):
+            raise InputError(
+                f"config {index}: {name}={epochs!r} cannot be converted to updates when the "
+                f"norm test sets the batch size; give {steps} instead"
+            )
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or epochs < 0:
+            raise InputError(f"config {index}: {name}={epochs!r} must be a non-negative number")
+        whole = int(epochs)
+        schedule = size if isinstance(size, BatchSchedule) else None
+        per_epoch = [
+            BatchPlan(num_train, schedule.at(e) if schedule else size, drop_last).steps_per_epoch
+            for e in range(whole + 1)
+        ]
+        config[steps] = round(sum(per_epoch[:whole]) + (epochs - whole) * per_epoch[whole])
+    return config
+
+
 def resolve_configs(
     space: Space | list[Mapping[str, Any]],
     optimizer: str | Callable | Optimizer,
     batch_size: int | None,
     num_train: int,
+    drop_last: bool = False,
 ) -> list[ResolvedConfig]:
     """Validate every config of the space and split it; raises before anything compiles."""
     if isinstance(space, Mapping):
@@ -101,7 +133,7 @@ def resolve_configs(
             raise InputError(f"config {index}: norm_test={theta!r} must be a positive number (θ)")
         seed = _check_int("seed", config.pop("seed", 0), index)
         base = make_optimizer(family)
-        static_names = {name for name, _ in base.static_options}
+        static_names = {name for name, _ in base.static_options} | {"schedule"}
         static = {k: config.pop(k) for k in list(config) if k in static_names}
         opt = make_optimizer(base, **static) if static else base
         for name, value in config.items():
@@ -111,6 +143,7 @@ def resolve_configs(
                     f"of {opt.name!r} are {list(opt.hyperparameter_names)}, static options are "
                     f"{sorted(static_names)}"
                 )
+        config = _steps_from_epochs(config, opt, size, num_train, drop_last, theta, index)
         hyperparams = {k: float(v) for k, v in opt.resolve(config).items()}
         row = {
             "optimizer": opt.name,

@@ -4,7 +4,9 @@ Every numeric hyperparameter (learning rate, momentum, betas, ...) is injected w
 ``optax.inject_hyperparams``, so it is an array in the optimizer state: ``jax.vmap``
 over a stack of states gives every config its own values, and changing a value never
 recompiles. Structural choices (``nesterov``, ``centered``) are static keyword options
-and key the compiled program.
+and key the compiled program. A learning-rate schedule is one of them
+(``schedule="cosine"``): its numeric parameters (``decay_steps``, ``alpha``, ...) are
+hyperparameters in the state like the others, so they sweep without recompiling.
 
 Example:
     >>> import jax.numpy as jnp
@@ -20,17 +22,19 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from .errors import InputError
 
-__all__ = ["Optimizer", "optimizer", "OPTIMIZERS", "RANGES", "in_interval"]
+__all__ = ["Optimizer", "optimizer", "OPTIMIZERS", "RANGES", "SCHEDULES", "in_interval"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +60,19 @@ class Optimizer:
 
     def range_of(self, name: str) -> str | None:
         """The interval a hyperparameter must lie in (``"[0, 1)"``), or None if unbounded."""
+        if name in SCHEDULES[self.schedule][1] and name not in dict(self.ranges):
+            return SCHEDULE_RANGES[name]
         return dict(self.ranges).get(name, RANGES.get(name))
 
     @property
+    def schedule(self) -> str:
+        """The learning-rate schedule family (``SCHEDULES``), ``"constant"`` unless set."""
+        return dict(self.static_options).get("schedule", "constant")
+
+    @property
     def hyperparameter_names(self) -> tuple[str, ...]:
-        return ("learning_rate",) + tuple(name for name, _ in self.defaults)
+        names = ("learning_rate",) + tuple(name for name, _ in self.defaults)
+        return names + tuple(SCHEDULES[self.schedule][1])
 
     def resolve(self, hyperparams: Mapping[str, float]) -> dict[str, float]:
         """Complete ``hyperparams`` with the defaults; refuse unknown or missing names."""
@@ -76,13 +88,26 @@ class Optimizer:
                 f"optimizer {self.name!r}: every config needs a learning_rate; add "
                 "learning_rate=[...] to the space"
             )
-        return {**dict(self.defaults), **hyperparams}
+        schedule_params = SCHEDULES[self.schedule][1]
+        missing = [name for name, default in schedule_params.items() if default is None]
+        missing = [name for name in missing if name not in hyperparams]
+        if missing:
+            raise InputError(
+                f"optimizer {self.name!r} with schedule={self.schedule!r}: every config needs "
+                f"{missing}; add them to the space (in updates, or as "
+                f"{[epochs_name(name) for name in missing]} in epochs)"
+            )
+        defaults = {k: v for k, v in schedule_params.items() if v is not None}
+        return {**dict(self.defaults), **defaults, **hyperparams}
 
     def transformation(self, **hyperparams: Any) -> optax.GradientTransformation:
         """The optax transformation with these hyperparameter values injected in its state."""
         values = self.resolve(hyperparams)
         static = dict(self.static_options)
-        injected = optax.inject_hyperparams(self.factory, static_args=tuple(static))
+        factory = self.factory
+        if static.pop("schedule", "constant") != "constant":
+            factory = _scheduled(factory, self.schedule, (*values, *static))
+        injected = optax.inject_hyperparams(factory, static_args=tuple(static))
         return _standard_promotion(injected(**values, **static))
 
 
@@ -103,6 +128,122 @@ def _standard_promotion(tx: optax.GradientTransformation) -> optax.GradientTrans
             return tx.update(updates, state, params, **extra_args)
 
     return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _scheduled(factory: Callable, schedule: str, names: tuple[str, ...]) -> Callable:
+    """``factory`` whose learning rate follows ``schedule``: the schedule's parameters come
+    in as keywords (injected hyperparameters, so arrays in the state) and the factory gets
+    the function ``t -> η_t`` that optax counts in updates."""
+    function, schedule_params = SCHEDULES[schedule]
+
+    def scheduled(**kwargs):
+        params = {name: kwargs.pop(name) for name in schedule_params}
+        base = kwargs.pop("learning_rate")
+        return factory(learning_rate=lambda count: function(count, base, **params), **kwargs)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    scheduled.__signature__ = inspect.Signature([inspect.Parameter(n, keyword) for n in names])
+    return scheduled
+
+
+def _constant(count, learning_rate):
+    return learning_rate
+
+
+def _cosine(count, learning_rate, decay_steps, alpha, exponent):
+    """η_t = η ((1 - α) (½ (1 + cos(π min(t, D) / D)))^p + α): optax.cosine_decay_schedule
+    (Loshchilov & Hutter 2017, arXiv:1608.03983)."""
+    t = jnp.minimum(count, decay_steps)
+    return learning_rate * (
+        (1 - alpha) * (0.5 * (1 + jnp.cos(jnp.pi * t / decay_steps))) ** exponent + alpha
+    )
+
+
+def _linear(count, learning_rate, transition_steps, end_value, transition_begin):
+    """η_t = (η - η_end) (1 - clip(t - t_0, 0, T) / T) + η_end: optax.linear_schedule."""
+    t = jnp.clip(count - transition_begin, 0, transition_steps)
+    return (learning_rate - end_value) * (1 - t / transition_steps) + end_value
+
+
+def _exponential(count, learning_rate, transition_steps, decay_rate, transition_begin):
+    """η_t = η r^((t - t_0) / T) after t_0, η before: optax.exponential_decay."""
+    elapsed = count - transition_begin
+    return jnp.where(
+        elapsed <= 0, learning_rate, learning_rate * decay_rate ** (elapsed / transition_steps)
+    )
+
+
+def _warmup_cosine(
+    count, learning_rate, warmup_steps, decay_steps, init_value, end_value, exponent
+):
+    """Linear from ``init_value`` to η over W updates, then cosine to ``end_value`` at D
+    (D counts the warm-up): optax.warmup_cosine_decay_schedule, joined with
+    optax.join_schedules (Goyal et al. 2017, arXiv:1706.02677)."""
+    alpha = jnp.where(learning_rate == 0, 0.0, end_value / learning_rate)
+    warmup = functools.partial(
+        _linear,
+        learning_rate=init_value,
+        transition_steps=warmup_steps,
+        end_value=learning_rate,
+        transition_begin=0.0,
+    )
+    decay = functools.partial(
+        _cosine,
+        learning_rate=learning_rate,
+        decay_steps=decay_steps - warmup_steps,
+        alpha=alpha,
+        exponent=exponent,
+    )
+    return optax.join_schedules([warmup, decay], [warmup_steps])(count)
+
+
+# name: (η_t = function(t, learning_rate, **params), {param: default, None if required}).
+# t counts the config's updates, so a schedule means the same at every batch size;
+# learning_rate is the schedule's initial (peak, for warmup_cosine) value.
+SCHEDULES: dict[str, tuple[Callable, dict[str, float | None]]] = {
+    "constant": (_constant, {}),
+    "cosine": (_cosine, {"decay_steps": None, "alpha": 0.0, "exponent": 1.0}),
+    "linear": (_linear, {"transition_steps": None, "end_value": 0.0, "transition_begin": 0.0}),
+    "exponential": (
+        _exponential,
+        {"transition_steps": None, "decay_rate": None, "transition_begin": 0.0},
+    ),
+    "warmup_cosine": (
+        _warmup_cosine,
+        {
+            "warmup_steps": None,
+            "decay_steps": None,
+            "init_value": 0.0,
+            "end_value": 0.0,
+            "exponent": 1.0,
+        },
+    ),
+}
+
+
+# The schedules' parameters: counts of updates, rates and factors.
+SCHEDULE_RANGES: dict[str, str] = {
+    "decay_steps": "(0, inf)",
+    "transition_steps": "(0, inf)",
+    "warmup_steps": "[0, inf)",
+    "transition_begin": "[0, inf)",
+    "alpha": "[0, inf)",
+    "exponent": "(0, inf)",
+    "decay_rate": "(0, inf)",
+    "end_value": "[0, inf)",
+    "init_value": "[0, inf)",
+}
+
+
+def epochs_name(name: str) -> str:
+    """The epochs form of a schedule parameter counted in updates: ``decay_steps`` ->
+    ``decay_epochs``, ``transition_begin`` -> ``transition_begin_epochs``."""
+    return name[: -len("_steps")] + "_epochs" if name.endswith("_steps") else name + "_epochs"
+
+
+def step_parameters(schedule: str) -> tuple[str, ...]:
+    """The parameters of ``schedule`` that count updates (and so have an epochs form)."""
+    return tuple(n for n in SCHEDULES[schedule][1] if n.endswith("_steps") or n.endswith("_begin"))
 
 
 def _named(name: str, factory, defaults: dict[str, float], **static: Any) -> Optimizer:
@@ -179,7 +320,17 @@ def optimizer(
     Returns:
         An ``Optimizer``. For a user factory, the numeric hyperparameters are the
         factory's keyword arguments with numeric defaults (plus ``learning_rate``).
+        ``schedule=`` (any family) names a learning-rate schedule of ``SCHEDULES``.
+
+    Example:
+        >>> cosine = optimizer("adam", schedule="cosine")
+        >>> cosine.hyperparameter_names[-3:]
+        ('decay_steps', 'alpha', 'exponent')
     """
+    if static.get("schedule", "constant") not in SCHEDULES:
+        raise InputError(
+            f"schedule={static['schedule']!r} is not known; choose one of {sorted(SCHEDULES)}"
+        )
     if ranges:
         family = optimizer(name_or_factory, **static)
         return dataclasses.replace(family, ranges=family.ranges + tuple(ranges.items()))
@@ -197,7 +348,7 @@ def optimizer(
                 f"{sorted(OPTIMIZERS)} or pass an optax factory such as optax.lion"
             )
         factory, defaults, static_defaults = OPTIMIZERS[name_or_factory]
-        unknown = sorted(set(static) - set(static_defaults))
+        unknown = sorted(set(static) - set(static_defaults) - {"schedule"})
         if unknown:
             raise InputError(
                 f"optimizer {name_or_factory!r} has no static option {unknown}; "

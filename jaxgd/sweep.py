@@ -171,7 +171,7 @@ def sweep(
         validate.check_dataset("eval", eval_data, problem)
     train, evals = _evaluation_sets(data, validation, split_seed, eval_data)
     num_train = num_examples(train)
-    configs = resolve_configs(space, optimizer, batch_size, num_train)
+    configs = resolve_configs(space, optimizer, batch_size, num_train, drop_last)
     validate.check_hyperparameters(configs)
     names = {"val": "validation"}
     validate.check_contract(

@@ -15,6 +15,11 @@ EXPECTED = {
     "parabola_momentum.py": ["jaxgd matches the heavy-ball recurrence at every step"],
     "digits_mlp.py": ["final_val_accuracy", "best: learning rate"],
     "digits_cnn.py": ["final_val_accuracy", "best: learning rate"],
+    "equinox_mlp.py": ["same as the dict-of-arrays model", "trained model back as MLP"],
+    "flax_mlp.py": [
+        "nnx: same as the dict-of-arrays model",
+        "linen: same as the dict-of-arrays model",
+    ],
     "sgd_vs_minibatch_vs_fullbatch.py": [
         "SGD (batch 1):  4000 updates",
         "mini-batch 32:   140 updates",

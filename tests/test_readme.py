@@ -54,6 +54,15 @@ def test_sweep_example_runs_as_is(tmp_path):
         assert (tmp_path / "runs" / "digits" / name).stat().st_size > 0
 
 
+@pytest.mark.slow
+def test_bring_your_own_example_runs_as_is(tmp_path):
+    pytest.importorskip("equinox")
+    pytest.importorskip("optuna")
+    completed = run(python_block("Bring your own model, schedule and search"), tmp_path)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "decay_steps" in completed.stdout and "best: {'learning_rate'" in completed.stdout
+
+
 def test_mixed_batch_example_runs_as_is(tmp_path):
     completed = run(python_block("Mixed batch sizes"), tmp_path)
     assert completed.returncode == 0, completed.stderr[-4000:]

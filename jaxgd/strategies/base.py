@@ -59,7 +59,8 @@ class ProgramSpec:
     def placeholder_tx(self) -> optax.GradientTransformation:
         """A transformation for ``update`` calls: inject_hyperparams reads every
         hyperparameter from the state, so the values given here are never used."""
-        return self.optimizer.transformation(learning_rate=0.0)
+        names = self.optimizer.hyperparameter_names
+        return self.optimizer.transformation(**dict.fromkeys(names, 1.0))
 
     def common(self) -> dict[str, Any]:
         """These fields as keywords, to build a strategy's settings from them."""
