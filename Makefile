@@ -19,7 +19,7 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 	touch $@
 
 demo: $(VENV)/.demo-installed
-	$(VENV)/bin/jaxgd demo --out runs/demo
+	$(VENV)/bin/jaxgd demo --out runs/demo --overwrite
 
 # pytest exits 5 when it collects no tests (e.g. a -k filter that matches nothing);
 # that is reported, not treated as a crash.

@@ -4,6 +4,7 @@ from . import distributed as distributed
 from . import optuna as optuna
 from . import plots as plots
 from . import problems as problems
+from . import report as report
 from . import science as science
 from .core.compile import compile_count as compile_count
 from .data import BatchPlan as BatchPlan
@@ -65,6 +66,7 @@ __all__ = [
     "plots",
     "problems",
     "quasi_random",
+    "report",
     "sample",
     "science",
     "split",

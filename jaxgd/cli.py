@@ -1,11 +1,24 @@
 """The ``jaxgd`` command line.
 
-``jaxgd demo`` runs a sweep on scikit-learn's 8x8 digits (learning rate x momentum x
-batch size x 2 seeds, SGD, one compiled program per group) and the classic regression
-exercises, prints a results table and writes ``results.csv``, ``results.json``,
-``exercises.json`` and PNG plots to ``--out`` (default ``runs/demo``).
+- ``jaxgd run SWEEP.toml`` runs the sweep a TOML file describes (``jaxgd.runfile``) with
+  live progress, and writes ``results.csv``, the result, the resolved config and a
+  report (``report.html``, ``report.md``) to its output folder.
+- ``jaxgd demo`` runs a sweep on scikit-learn's 8x8 digits (learning rate x momentum x
+  batch size x 2 seeds, SGD) and the classic regression exercises, and writes
+  ``results.csv``, ``results.json``, ``exercises.json`` and PNG plots to ``--out``.
+- ``jaxgd bench`` runs the throughput benchmark of a source checkout
+  (``benchmarks/throughput.py``; the harness is not part of the installed package).
+- ``jaxgd --version``.
+
+Refused input (``jaxgd.InputError``, or a command line argparse refuses) prints one
+line, ``jaxgd: error: ...``, and exits with status 2 before anything is written; any
+other exception is a bug and keeps its traceback.
+
+A subcommand is a function ``add(commands)`` in ``SUBCOMMANDS`` that adds its parser
+with ``commands.add_parser(...)`` and sets ``handler=function(args) -> exit status``.
 
 Example:
+    $ jaxgd run examples/digits_adam.toml --set sweep.epochs=3 --out runs/digits
     $ jaxgd demo --quick --out runs/quick
 """
 
@@ -18,15 +31,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ._io import atomic_write, format_table
+from .errors import InputError
 from .science import cli as science_cli
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,14 +78,52 @@ QUICK = DemoSettings(
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jaxgd`` console script; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="jaxgd",
-        description="Train many gradient-descent configurations in one compiled JAX program.",
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``jaxgd: error: ...``, exit status 2."""
+
+    def error(self, message: str):
+        hint = f" (see {self.prog} --help)"
+        self.exit(2, f"jaxgd: error: {message}{hint}\n")
+
+
+EXAMPLES = """examples:
+  jaxgd run examples/digits_adam.toml                 a sweep from a TOML file
+  jaxgd run sweep.toml --set sweep.epochs=3 --quiet   override a key, no progress
+  jaxgd run sweep.toml --out runs/again --overwrite   replace an earlier run's files
+  jaxgd demo --quick                                  a seconds-long demo sweep
+  jaxgd bench --quick                                 the throughput benchmark (checkout)
+  jaxgd science --quick                               which batch size? (noise scale, B_crit)
+"""
+
+
+def _add_run(commands) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run the sweep a TOML file describes and write its results and report",
+        description="Run the sweep described by a TOML file (see the README's `jaxgd run` "
+        "section) with live progress; write results.csv, the result, the resolved config "
+        "and report.html / report.md to the output folder.",
+        epilog="example: jaxgd run examples/digits_adam.toml --set sweep.epochs=3",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run.add_argument("config", metavar="CONFIG.toml", help="the sweep file")
+    run.add_argument("--out", help="output folder (default: [output] folder, or runs/<name>)")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the file, e.g. --set sweep.epochs=5 (repeatable)",
+    )
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier run in --out"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress and no tables")
+    run.set_defaults(handler=run_file)
+
+
+def _add_demo(commands) -> None:
     demo = commands.add_parser(
         "demo",
         help="a digits sweep (learning rate x momentum x batch size x seeds) and the "
@@ -82,14 +134,217 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="a seconds-long version (for tests)")
     demo.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    science_cli.add_parser(commands)
-    args = parser.parse_args(argv)
-    if args.command == "science":
-        return science_cli.run(args)
-    if args.command == "demo":
-        return run_demo(args.out, quick=args.quick, plots=not args.no_plots)
-    parser.error(f"unknown command {args.command!r}")  # argparse refuses it before here
-    return 2
+    demo.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier demo's files in --out"
+    )
+    demo.set_defaults(
+        handler=lambda args: run_demo(
+            args.out, quick=args.quick, plots=not args.no_plots, overwrite=args.overwrite
+        )
+    )
+
+
+def _add_bench(commands) -> None:
+    # Listed here for --help; main() hands `jaxgd bench ...` to the harness's own parser.
+    bench = commands.add_parser(
+        "bench",
+        add_help=False,
+        help="the throughput benchmark of a source checkout (jaxgd bench --help: its options)",
+    )
+    bench.set_defaults(handler=lambda args: run_bench([]))
+
+
+def _add_science(commands) -> None:
+    science_cli.add_parser(commands).set_defaults(handler=science_cli.run)
+
+
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_run, _add_demo, _add_bench, _add_science)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``jaxgd`` parser with every subcommand of ``SUBCOMMANDS``."""
+    from . import __version__
+
+    parser = _Parser(
+        prog="jaxgd",
+        description="Train many gradient-descent configurations in one compiled JAX program.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"jaxgd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jaxgd`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["bench"]:
+            return run_bench(argv[1:])
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        return args.handler(args)
+    except InputError as error:
+        message = " ".join(str(error).split())
+        print(f"jaxgd: error: {message}", file=sys.stderr)
+        return 2
+
+
+def run_bench(argv: Sequence[str]) -> int:
+    """``benchmarks/throughput.py``'s harness, from the source checkout this package is in
+    (or the current folder's ``benchmarks/``). An installed package has no harness: the
+    error says where to get it."""
+    import pathlib
+
+    package_root = pathlib.Path(__file__).resolve().parent.parent
+    candidates = [package_root / "benchmarks", pathlib.Path.cwd() / "benchmarks"]
+    folder = next((c for c in candidates if (c / "harness" / "cli.py").is_file()), None)
+    if folder is None:
+        raise InputError(
+            "jaxgd bench runs benchmarks/throughput.py of a source checkout, and neither "
+            f"{candidates[0]} nor {candidates[1]} has it: clone the jaxgd repository and run "
+            "jaxgd bench (or python benchmarks/throughput.py) inside it"
+        )
+    if "--out" in argv[:-1]:
+        out = argv[argv.index("--out") + 1]
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise InputError(
+                f"--out {out!r} is a file; the benchmark writes JSON and plots into a folder: "
+                "give a folder path"
+            )
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    from harness.cli import main as harness_main
+
+    return harness_main(list(argv))
+
+
+# What `jaxgd run` writes into its folder. A folder holding any of them is another run's,
+# refused before anything runs unless --overwrite or --resume.
+RUN_FILES = (
+    "results.csv",
+    "results.json",
+    "result",
+    "config.toml",
+    "report.html",
+    "report.md",
+    "plots",
+    "checkpoints",
+)
+
+
+def _check_out(out: str, *, overwrite: bool, resume: bool, names=RUN_FILES) -> None:
+    """Refuse, before anything runs or is written, an output path that is a file, a
+    folder holding another run's results (unless --overwrite or --resume), or both
+    flags. ``jaxgd._io.prepare_output_dir`` claims the folder once the sweep has passed
+    its own checks."""
+    if overwrite and resume:
+        raise InputError(
+            "--overwrite and --resume contradict each other: --resume continues the run in "
+            "the folder, --overwrite deletes it; choose one"
+        )
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out {out!r} is a file; give a folder for the run's results")
+    held = [name for name in names if os.path.exists(os.path.join(out, name))]
+    if held and not (overwrite or resume):
+        raise InputError(
+            f"--out {out!r} holds another run's results ({', '.join(held)}); pass --overwrite "
+            "to replace them, --resume to continue that run, or choose another folder"
+        )
+
+
+def _remove_checkpoints(folder: str) -> None:
+    """An earlier run's checkpoints, when this run keeps none: the files jaxgd wrote
+    there (its manifest lists them), then the folder if nothing else is left."""
+    from ._io import MANIFEST, prepare_output_dir
+
+    if not os.path.isdir(folder):
+        return
+    prepare_output_dir(folder, overwrite=True)
+    if os.listdir(folder) == [MANIFEST]:
+        os.remove(os.path.join(folder, MANIFEST))
+        os.rmdir(folder)
+
+
+def run_file(args: argparse.Namespace) -> int:
+    """``jaxgd run``: check the file, run the sweep, write the results and the report."""
+    import jaxgd
+
+    from . import report as reporting
+    from . import runfile
+    from ._io import prepare_output_dir, record_output
+
+    start = time.perf_counter()
+    plan = runfile.load(args.config, args.overrides)
+    out = args.out or plan.out
+    _check_out(out, overwrite=args.overwrite, resume=args.resume)
+    if args.resume and not plan.checkpoint:
+        raise InputError(
+            f"--resume: {plan.source} has no [checkpoint] table, so its runs leave nothing "
+            "to resume from; add [checkpoint] (every = 1) and run again"
+        )
+    metric = plan.report.metric or ("val_loss" if plan.sweep_kwargs["validation"] else "train_loss")
+    callbacks = list(plan.callbacks)
+    if not args.quiet:
+        callbacks.append(jaxgd.Progress(metric=metric))
+        print(
+            f"jaxgd {jaxgd.__version__} run {plan.source}: {plan.problem_name}, "
+            f"{len(plan.space)} configs ({plan.space_method}), {plan.sweep_kwargs['epochs']} "
+            f"epochs -> {out}",
+            flush=True,
+        )
+    checkpoints = os.path.join(out, "checkpoints") if plan.checkpoint else None
+    # The sweep checks its input before it claims the checkpoint folder: a refused input
+    # leaves nothing behind. The output folder is claimed once the sweep has run.
+    result = jaxgd.sweep(
+        plan.problem,
+        plan.data,
+        space=plan.space,
+        callbacks=callbacks,
+        options=plan.options,
+        checkpoint_dir=checkpoints,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        **plan.sweep_kwargs,
+    )
+    prepare_output_dir(out, overwrite=args.overwrite, resume=args.resume)
+    if args.overwrite and checkpoints is None:
+        _remove_checkpoints(os.path.join(out, "checkpoints"))
+    result.save(os.path.join(out, "result"), overwrite=True)
+    record_output(os.path.join(out, "result"))
+    result.to_csv(os.path.join(out, "results.csv"))
+    result.to_json(os.path.join(out, "results.json"))
+    atomic_write(os.path.join(out, "config.toml"), runfile.dump_toml(plan.document))
+    written = ["results.csv", "results.json", "result/", "config.toml"]
+    os.makedirs(os.path.join(out, "plots"), exist_ok=True)
+    record_output(os.path.join(out, "plots"))
+    written += reporting.write_report(
+        result,
+        out,
+        metric=metric,
+        top=plan.report.top,
+        title=f"{plan.problem_name}: {len(result)} configs, {result.epochs} epochs",
+        space_method=plan.space_method,
+        wall_seconds=time.perf_counter() - start,
+        plots=plan.report.plots,
+        env=reporting.environment(command=" ".join(["jaxgd", *map(str, args.argv)])),
+    )
+    if not args.quiet:
+        best = reporting.best_configs(result, metric, 10)
+        print(f"\nThe best {len(best)} by final {metric}" + " (mean over seeds):")
+        print(format_table(best, list(best[0]) if best else []))
+        print(
+            f"\n{result.total_compile_seconds:.1f} s compiling {len(result.groups)} "
+            f"program(s), {result.total_seconds:.1f} s training, "
+            f"{time.perf_counter() - start:.1f} s in all"
+        )
+    shown = [w for w in written if not w.startswith("plots/")]
+    plots = len(written) - len(shown)
+    print(f"Wrote {', '.join(shown)}{f' and {plots} plots' if plots else ''} to {out}")
+    return 0
 
 
 def _group_timings(result) -> tuple[float, float, int]:
@@ -201,11 +456,17 @@ def _parabola(steps: int) -> dict[str, Any]:
     }
 
 
-def run_demo(out: str, *, quick: bool = False, plots: bool = True) -> int:
-    """Run the demo and write its files to ``out``; returns 0."""
+def run_demo(out: str, *, quick: bool = False, plots: bool = True, overwrite: bool = False) -> int:
+    """Run the demo and write its files to ``out``; returns 0.
+
+    A folder holding an earlier run's files is refused unless ``overwrite`` (which
+    removes exactly those files first: ``jaxgd._io.prepare_output_dir``).
+    """
+    from ._io import prepare_output_dir, record_output
+
     start = time.perf_counter()
     settings = QUICK if quick else FULL
-    os.makedirs(out, exist_ok=True)
+    prepare_output_dir(out, overwrite=overwrite)
     import jaxgd
 
     grid_text = (
@@ -228,9 +489,11 @@ def run_demo(out: str, *, quick: bool = False, plots: bool = True) -> int:
         "parabola": parabola["result"],
     }
 
+    digits.save(os.path.join(out, "result"))
+    record_output(os.path.join(out, "result"))
     digits.to_csv(os.path.join(out, "results.csv"))
     digits.to_json(os.path.join(out, "results.json"))
-    written = ["results.csv", "results.json"]
+    written = ["results.csv", "results.json", "result/"]
     timings = {name: _group_timings(result) for name, result in sweeps.items()}
     exercises = {
         name: {k: v for k, v in part.items() if k != "result"}

@@ -231,6 +231,46 @@ class SweepResult:
         pandas = optional_import("pandas", extra="pandas", feature="SweepResult.to_pandas()")
         return pandas.DataFrame(self.table())
 
+    def history_frame(self):
+        """The histories in long form, one row per (config, epoch), as a
+        ``pandas.DataFrame`` (what ``groupby`` and seaborn expect; needs pandas).
+
+        Columns: ``config`` (the index in the space), the config's hyperparameters
+        (``optimizer``, ``learning_rate``, ..., ``batch_size`` as given, ``seed``),
+        ``status``, ``epoch`` (1-based), then every recorded history (``train_loss``,
+        ``val_loss``, ..., ``updates``, ``examples_seen`` and the ``batch_size`` in
+        force, named ``batch_size_now``). A stopped config's metrics are NaN after its
+        last epoch.
+
+        Example:
+            >>> import numpy as np, jaxgd
+            >>> result = jaxgd.SweepResult(
+            ...     configs=[{"learning_rate": 0.1}, {"learning_rate": 0.3}],
+            ...     history={"train_loss": np.array([[1.0, 0.5], [0.9, 0.2]])},
+            ...     updates=np.array([2, 2]), examples_seen=np.array([20, 20]),
+            ...     diverged=np.array([False, False]), diverged_step=np.array([-1, -1]),
+            ...     seconds=np.zeros(2), compile_seconds=np.zeros(2))
+            >>> frame = result.history_frame()
+            >>> frame.groupby("learning_rate")["train_loss"].min().to_dict()
+            {0.1: 0.5, 0.3: 0.2}
+        """
+        pandas = optional_import("pandas", extra="pandas", feature="SweepResult.history_frame()")
+        count, epochs = len(self.configs), self.epochs
+        columns: dict[str, Any] = {"config": np.repeat(np.arange(count), epochs)}
+        for key in dict.fromkeys(k for c in self.configs for k in c):
+            values = [c.get(key) for c in self.configs]
+            if not all(isinstance(v, (int, float, str, bool)) for v in values):
+                values = [None if v is None else str(v) for v in values]
+            columns[key] = np.repeat(np.asarray(values, dtype=object), epochs)
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                columns[key] = np.repeat(np.asarray(values), epochs)
+        columns["status"] = np.repeat(np.asarray(self.status, dtype=str), epochs)
+        columns["epoch"] = np.tile(np.arange(1, epochs + 1), count)
+        for name, values in self.history.items():
+            column = f"{name}_now" if name in columns else name
+            columns[column] = np.asarray(values).reshape(-1)
+        return pandas.DataFrame(columns)
+
     def format_table(self, columns: list[str] | None = None, max_rows: int | None = 40) -> str:
         """A plain-text table of the rows, for terminals (``max_rows=None`` shows all).
 

@@ -37,6 +37,9 @@ def check_demo_folder(out: pathlib.Path, num_configs: int, plots: bool = True) -
         else:
             assert not path.exists()
     assert not list(out.glob(".tmp-*")), "temporary files left behind"
+    from jaxgd import SweepResult
+
+    assert len(SweepResult.load(out / "result")) == num_configs
 
 
 def quick_configs() -> int:
@@ -68,6 +71,10 @@ def test_demo_no_plots(tmp_path, capsys):
     assert main(["demo", "--quick", "--no-plots", "--out", str(out)]) == 0
     assert "png" not in capsys.readouterr().out
     check_demo_folder(out, quick_configs(), plots=False)
+    # A second demo into the same folder is refused (`make demo` passes --overwrite).
+    assert main(["demo", "--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxgd: error: output folder") and "--overwrite" in err
 
 
 def test_console_script_help():

@@ -121,3 +121,55 @@ def test_devices_example_runs_as_is(tmp_path):
     completed = run(python_block("Many devices and many hosts"), tmp_path)
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert completed.stdout.strip() == "1 (3, 2)"
+
+
+def block(heading: str, language: str) -> str:
+    """The first ```<language> block after the line ``## <heading>``."""
+    section = README.split(f"\n## {heading}\n", 1)[1]
+    match = re.search(rf"```{language}\n(.*?)```", section, re.DOTALL)
+    assert match, f"no {language} block under ## {heading}"
+    return match.group(1)
+
+
+RUN_HEADING = "A sweep from a file: `jaxgd run`"
+
+
+@pytest.mark.slow
+def test_jaxgd_run_section_runs_as_is(tmp_path):
+    """The README's sweep file and the commands under it, run as written."""
+    (tmp_path / "sweep.toml").write_text(block(RUN_HEADING, "toml"))
+    commands = [line.split("#")[0].split() for line in block(RUN_HEADING, "sh").splitlines()]
+    for command in commands:
+        assert command[0] == "jaxgd"
+        completed = subprocess.run(
+            [sys.executable, "-W", "error", "-m", "jaxgd", *command[1:]],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert completed.returncode == 0, completed.stderr[-4000:]
+    for folder, configs in (("runs/sweep", 24), ("runs/short", 24)):
+        table = (tmp_path / folder / "results.csv").read_text().splitlines()
+        assert len(table) == 1 + configs
+        assert (tmp_path / folder / "report.html").stat().st_size > 50_000
+    assert "val_accuracy" in (tmp_path / "runs/sweep/report.md").read_text()
+
+
+def test_jaxgd_run_error_shown_is_the_one_printed(tmp_path, monkeypatch, capsys):
+    from jaxgd.cli import main
+
+    shown = next(line for line in README.splitlines() if line.startswith("jaxgd: error: "))
+    text = block(RUN_HEADING, "toml").replace("momentum = ", "momentun = ")
+    (tmp_path / "sweep.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "sweep.toml"]) == 2
+    assert capsys.readouterr().err.strip() == shown
+
+
+def test_jaxgd_run_section_installs_extras_that_exist():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for extra in re.findall(r"pip install (?:-e )?'(?:jaxgd|\.)\[(\w+)\]'", README):
+        assert extra in extras["optional-dependencies"], extra
