@@ -307,7 +307,9 @@ def run_file(args: argparse.Namespace) -> int:
         options=plan.options,
         checkpoint_dir=checkpoints,
         resume=args.resume,
-        overwrite=args.overwrite,
+        # The sweep's own overwrite= clears a checkpoint folder; without one there is
+        # nothing of the sweep's to clear (the folder's files are handled below).
+        overwrite=args.overwrite and checkpoints is not None,
         **plan.sweep_kwargs,
     )
     prepare_output_dir(out, overwrite=args.overwrite, resume=args.resume)
