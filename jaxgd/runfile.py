@@ -667,14 +667,18 @@ def _space(src: _Source, doc: dict, optimizer: str):
 
 
 def _unit_points(method: str, count: int, dimensions: int, seed: int) -> np.ndarray:
-    """``[count, dimensions]`` points of [0, 1): independent uniform draws, or a scrambled
-    Sobol sequence (Owen 1998) that covers the cube more evenly for the same count."""
+    """``[count, dimensions]`` points of [0, 1): independent uniform draws, or the points
+    of ``jaxgd.quasi_random`` (its default sequence, scrambled Halton, with ``seed`` as its
+    ``sample_seed``), which cover the cube more evenly for the same count; so a sweep
+    file's quasi-random space is the one ``jaxgd.quasi_random`` gives for the same
+    ranges."""
     if method == "random":
         return np.random.default_rng(seed).random((count, dimensions))
-    from scipy.stats import qmc
+    from .space import quasi_random, uniform
 
-    sobol = qmc.Sobol(d=dimensions, scramble=True, seed=np.random.default_rng(seed))
-    return sobol.random(count)
+    axes = {f"u{j}": uniform(0.0, 1.0) for j in range(dimensions)}
+    space = quasi_random(count, seed, **axes)
+    return np.array([[config[name] for name in axes] for config in space], np.float64)
 
 
 def _sweep_kwargs(src: _Source, doc: dict) -> dict[str, Any]:

@@ -92,13 +92,37 @@ def test_random_and_quasirandom_spaces(method):
     assert other != configs
 
 
-def test_sobol_points_cover_the_range_more_evenly_than_random():
-    """For 64 points in one dimension, a scrambled Sobol set has one point in each of
-    the 64 equal cells (a (0, m, 1)-net); random draws leave cells empty."""
+def test_quasirandom_points_cover_the_range_more_evenly_than_random():
+    """For 64 points in one dimension, the scrambled Halton set (base 2 in its first
+    coordinate) has one point in each of the 64 equal cells; random draws leave cells
+    empty."""
     quasi = runfile._unit_points("quasirandom", 64, 2, seed=0)
     random = runfile._unit_points("random", 64, 2, seed=0)
     assert np.bincount((quasi[:, 0] * 64).astype(int), minlength=64).max() == 1
     assert np.bincount((random[:, 0] * 64).astype(int), minlength=64).max() > 1
+
+
+def test_quasirandom_space_is_jaxgd_quasi_random():
+    """A sweep file's quasi-random space is ``jaxgd.quasi_random``'s (its default method)
+    for the same ranges and seed."""
+    text = BASE.replace(
+        "learning_rate = {values = [0.1, 0.01]}",
+        'learning_rate = {min = 1e-4, max = 1e-1, distribution = "log_uniform_values"}\n'
+        "momentum = {min = 0.0, max = 0.9}\n",
+    ).replace(
+        "[space.parameters]",
+        '[space]\nmethod = "quasirandom"\ncount = 16\nsample_seed = 5\n\n[space.parameters]',
+    )
+    configs = list(load(text).space)
+    expected = jaxgd.quasi_random(
+        16, 5, learning_rate=jaxgd.loguniform(1e-4, 1e-1), momentum=(0.0, 0.9)
+    )
+    assert [c["momentum"] for c in configs] == [c["momentum"] for c in expected]
+    np.testing.assert_allclose(
+        [c["learning_rate"] for c in configs],
+        [c["learning_rate"] for c in expected],
+        rtol=1e-12,
+    )
 
 
 def test_batch_size_schedules():
