@@ -193,6 +193,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _option_value(argv: Sequence[str], name: str) -> str | None:
+    """The value of option ``name`` in ``argv`` as argparse reads it, ``--out PATH`` or
+    ``--out=PATH`` (the last one given wins); None if absent."""
+    value = None
+    for i, item in enumerate(argv):
+        if item == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif item.startswith(name + "="):
+            value = item[len(name) + 1 :]
+    return value
+
+
 def run_bench(argv: Sequence[str]) -> int:
     """``benchmarks/throughput.py``'s harness, from the source checkout this package is in
     (or the current folder's ``benchmarks/``). An installed package has no harness: the
@@ -208,8 +220,8 @@ def run_bench(argv: Sequence[str]) -> int:
             f"{candidates[0]} nor {candidates[1]} has it: clone the jaxgd repository and run "
             "jaxgd bench (or python benchmarks/throughput.py) inside it"
         )
-    if "--out" in argv[:-1]:
-        out = argv[argv.index("--out") + 1]
+    out = _option_value(argv, "--out")
+    if out is not None:
         if os.path.exists(out) and not os.path.isdir(out):
             raise InputError(
                 f"--out {out!r} is a file; the benchmark writes JSON and plots into a folder: "

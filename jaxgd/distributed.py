@@ -5,7 +5,9 @@ Every process runs the same program (the same ``jaxgd.sweep`` call on the same d
 every process (``jaxgd.core.layout.Placement``), each process feeds its own devices,
 metrics are gathered to every process once per chunk (``core.layout.to_host``:
 ``multihost_utils.process_allgather``) so callbacks decide alike everywhere, and only
-process 0 writes files (``jaxgd._io.atomic_write``).
+process 0 writes files (``jaxgd._io.atomic_write``). Checkpoints hold whole arrays
+(gathered the same way); process 0 writes them and, on resume, reads the newest good one
+and sends it to the others (``from_writer``), so every process continues from one step.
 
 References:
     JAX, "Multi-process environments" (jax.readthedocs.io/en/latest/multi_process.html).
@@ -14,12 +16,14 @@ References:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import jax
+import numpy as np
 
 from .errors import InputError
 
-__all__ = ["initialize", "is_writer"]
+__all__ = ["initialize", "is_writer", "from_writer", "sync_global_devices"]
 
 
 def _env_int(name: str) -> int | None:
@@ -88,3 +92,51 @@ def is_writer() -> bool:
     """Whether this process writes files: process 0 of a multi-process sweep, or the
     only process."""
     return jax.process_index() == 0
+
+
+def sync_global_devices(name: str) -> None:
+    """Wait until every process reaches the barrier ``name`` (nothing with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def from_writer(read: Callable[[], bytes]) -> bytes:
+    """``read()`` run on process 0 alone, its bytes handed to every process.
+
+    What process 0 finds on its disk (the checkpoint to resume from, whether a folder may
+    be claimed) is then what every process acts on. An error ``read`` raises on process 0
+    is raised on every process (an ``InputError`` as itself, any other as a
+    ``RuntimeError`` naming it), so none is left waiting for the others.
+
+    Example:
+        >>> from_writer(lambda: b"step 3")
+        b'step 3'
+    """
+    if jax.process_count() == 1:
+        return read()
+    from jax.experimental import multihost_utils
+
+    payload, failure, error = b"", 0, None
+    if is_writer():
+        try:
+            payload = read()
+        except BaseException as caught:  # every process must hear of it, then it is raised
+            error = caught
+            failure = 1 if isinstance(caught, InputError) else 2
+            payload = f"{type(caught).__name__}: {caught}".encode()
+            if failure == 1:
+                payload = str(caught).encode()
+    header = multihost_utils.broadcast_one_to_all(np.array([len(payload), failure], np.int32))
+    size, failure = int(header[0]), int(header[1])
+    if size:  # bytes travel as uint8, which every dtype setting keeps exact
+        mine = np.frombuffer(payload, np.uint8) if is_writer() else np.zeros(size, np.uint8)
+        payload = bytes(np.asarray(multihost_utils.broadcast_one_to_all(mine), np.uint8))
+    if error is not None:
+        raise error
+    if failure == 1:
+        raise InputError(payload.decode())
+    if failure == 2:
+        raise RuntimeError(f"process 0 failed: {payload.decode()}")
+    return payload

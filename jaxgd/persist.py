@@ -33,6 +33,7 @@ from ._io import (
     record_output,
     remove_temporaries,
 )
+from .distributed import is_writer
 from .errors import InputError
 from .schedules import BatchSchedule
 
@@ -219,6 +220,8 @@ def save_result(result: SweepResult, folder: str | os.PathLike, overwrite: bool 
         )
     if os.path.exists(folder) and not os.path.isdir(folder):
         prepare_output_dir(folder)  # refuses a file, with the standard message
+    if not is_writer():  # in a multi-process sweep process 0 saves the (same) result
+        return
     os.makedirs(folder, exist_ok=True)
     if not os.path.exists(os.path.join(folder, ".jaxgd-files")):
         prepare_output_dir(folder, overwrite=overwrite)

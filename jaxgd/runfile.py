@@ -10,9 +10,14 @@ complete example)::
                  path (.npz / .csv) with inputs / targets naming arrays or columns in it,
                  or inputs / targets as paths of .npy or IDX files; num_classes, flatten,
                  scale
+    [validation] a separate validation set from files, keys as [data]'s files (then
+                 no [sweep] validation fraction)
     [sweep]      epochs (required), optimizer, batch_size (a size or a schedule table),
                  validation (a fraction, or false), split_seed, shuffle, drop_last,
-                 divergence (loss / first loss that counts as diverged; inf: off)
+                 divergence (loss / first loss that counts as diverged; inf: off),
+                 schedule (the learning-rate schedule of every config: "cosine", ...;
+                 its parameters, e.g. decay_epochs, are axes of [space.parameters]),
+                 measure (per-step measurements, e.g. ["noise_scale"])
     [space]      method ("grid", "random" or "quasirandom"), count, sample_seed
     [space.parameters]  one entry per hyperparameter, as in W&B sweep files:
                  a value or list; {value = x}; {values = [...]};
@@ -78,6 +83,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "": (
         "problem",
         "data",
+        "validation",
         "sweep",
         "space",
         "options",
@@ -89,6 +95,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
     "problem": ("name", "options"),
     "data": ("name", "options", "path", "inputs", "targets", "num_classes", "flatten", "scale"),
+    "validation": ("path", "inputs", "targets", "num_classes", "flatten", "scale"),
     "sweep": (
         "epochs",
         "optimizer",
@@ -98,6 +105,8 @@ TABLES: dict[str, tuple[str, ...]] = {
         "shuffle",
         "drop_last",
         "divergence",
+        "schedule",
+        "measure",
     ),
     "space": ("method", "count", "sample_seed", "parameters"),
     "early_stopping": ("metric", "patience", "min_delta", "mode"),
@@ -398,7 +407,6 @@ def _problem(src: _Source, doc: dict, folder: str):
 
 def _data(src: _Source, doc: dict, folder: str, builtin_data):
     from . import problems
-    from .datafiles import load_dataset
 
     table = _table(src, doc, "data")
     if not table:
@@ -420,6 +428,13 @@ def _data(src: _Source, doc: dict, folder: str, builtin_data):
         return _call(src, "data", loader, options, name)
     if "options" in table:
         raise src.error("data.options", "options go with a built-in data name")
+    return _data_files(src, "data", table, folder)
+
+
+def _data_files(src: _Source, prefix: str, table: dict, folder: str):
+    """The dataset that ``[prefix]``'s file keys (path, inputs, targets, num_classes,
+    flatten, scale) name, paths relative to the sweep file's folder."""
+    from .datafiles import load_dataset
 
     def resolve(value):
         return value if os.path.isabs(value) else os.path.join(folder, value)
@@ -427,23 +442,23 @@ def _data(src: _Source, doc: dict, folder: str, builtin_data):
     path = table.get("path")
     inputs, targets = table.get("inputs"), table.get("targets")
     if path is not None:
-        path = resolve(_string(src, "data.path", path))
+        path = resolve(_string(src, f"{prefix}.path", path))
     else:
         if inputs is None or targets is None:
             raise src.error(
-                "data",
+                prefix,
                 "give path (an .npz or .csv file) with inputs and targets naming what is in "
                 "it, or inputs and targets as .npy / IDX file paths",
             )
-        inputs = resolve(_string(src, "data.inputs", inputs))
-        targets = resolve(_string(src, "data.targets", targets))
+        inputs = resolve(_string(src, f"{prefix}.inputs", inputs))
+        targets = resolve(_string(src, f"{prefix}.targets", targets))
     num_classes = table.get("num_classes")
     if num_classes is not None:
-        _positive_int(src, "data.num_classes", num_classes, "the number of classes")
-    flatten = _boolean(src, "data.flatten", table.get("flatten", True))
+        _positive_int(src, f"{prefix}.num_classes", num_classes, "the number of classes")
+    flatten = _boolean(src, f"{prefix}.flatten", table.get("flatten", True))
     scale = table.get("scale")
     if scale is not None and (not _is_number(scale) or not math.isfinite(scale) or scale <= 0):
-        raise src.error("data.scale", f"{scale!r}: must be a positive number")
+        raise src.error(f"{prefix}.scale", f"{scale!r}: must be a positive number")
     try:
         return load_dataset(
             path,
@@ -456,8 +471,8 @@ def _data(src: _Source, doc: dict, folder: str, builtin_data):
     except InputError as error:
         key = str(error).split("=", 1)[0].split(":", 1)[0]
         if key in ("path", "inputs", "targets"):
-            key = f"data.{key}"
-        key = key if key.startswith("data.") else "data"
+            key = f"{prefix}.{key}"
+        key = key if key.startswith(f"{prefix}.") else prefix
         raise src.error(key, str(error)) from error
 
 
@@ -596,7 +611,7 @@ def _values(src: _Source, key: str, name: str, values: list) -> list:
                     f"{key}.values", f"item {index}: {value!r}: seeds are integers >= 0"
                 )
             resolved.append(value)
-        elif name == "optimizer" or isinstance(value, bool):
+        elif name in ("optimizer", "schedule") or isinstance(value, bool):
             resolved.append(value)
         elif isinstance(value, str) or not _is_number(value):
             raise src.error(
@@ -628,6 +643,7 @@ def _space(src: _Source, doc: dict, optimizer: str):
     families = families.get("values", []) if isinstance(families, dict) else families
     families = families if isinstance(families, list) else [families]
     known = set(SPECIAL_PARAMETERS)
+    schedules = _schedules(src, doc, parameters)
     for family in families:
         try:
             base = make_optimizer(family)
@@ -635,6 +651,7 @@ def _space(src: _Source, doc: dict, optimizer: str):
             key = "space.parameters.optimizer" if "optimizer" in parameters else "sweep.optimizer"
             raise src.error(key, str(error)) from error
         known |= set(base.hyperparameter_names) | {n for n, _ in base.static_options}
+        known |= _schedule_parameters(base, schedules)
     for name in parameters:
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
@@ -667,14 +684,18 @@ def _space(src: _Source, doc: dict, optimizer: str):
 
 
 def _unit_points(method: str, count: int, dimensions: int, seed: int) -> np.ndarray:
-    """``[count, dimensions]`` points of [0, 1): independent uniform draws, or a scrambled
-    Sobol sequence (Owen 1998) that covers the cube more evenly for the same count."""
+    """``[count, dimensions]`` points of [0, 1): independent uniform draws, or the points
+    of ``jaxgd.quasi_random`` (its default sequence, scrambled Halton, with ``seed`` as its
+    ``sample_seed``), which cover the cube more evenly for the same count; so a sweep
+    file's quasi-random space is the one ``jaxgd.quasi_random`` gives for the same
+    ranges."""
     if method == "random":
         return np.random.default_rng(seed).random((count, dimensions))
-    from scipy.stats import qmc
+    from .space import quasi_random, uniform
 
-    sobol = qmc.Sobol(d=dimensions, scramble=True, seed=np.random.default_rng(seed))
-    return sobol.random(count)
+    axes = {f"u{j}": uniform(0.0, 1.0) for j in range(dimensions)}
+    space = quasi_random(count, seed, **axes)
+    return np.array([[config[name] for name in axes] for config in space], np.float64)
 
 
 def _sweep_kwargs(src: _Source, doc: dict) -> dict[str, Any]:
@@ -714,7 +735,86 @@ def _sweep_kwargs(src: _Source, doc: dict) -> dict[str, Any]:
                 "diverged; give a number > 1 (default 1000), or inf to turn it off",
             )
         kwargs["divergence"] = float(value)
+    if "measure" in table:
+        kwargs["measure"] = _measure(src, table["measure"])
     return kwargs
+
+
+def _measure(src: _Source, value: Any) -> list[str]:
+    """``[sweep] measure``: the per-step measurements (``jaxgd.sweep(measure=...)``)."""
+    from .core.step import MEASUREMENTS
+
+    known = sorted(MEASUREMENTS)
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise src.error(
+            "sweep.measure",
+            f"{value!r}: must be a list of names from {known}, e.g. ['noise_scale']",
+        )
+    for name in value:
+        _string(src, "sweep.measure", name, known)
+    return value
+
+
+def _validation_file(src: _Source, doc: dict, folder: str, kwargs: dict[str, Any]) -> None:
+    """``[validation]``: a separate validation set read from files, in place of the
+    fraction of the training data that ``[sweep] validation`` holds out."""
+    if "validation" not in doc:
+        return
+    table = _table(src, doc, "validation")
+    if "validation" in doc.get("sweep", {}):
+        raise src.error(
+            "sweep.validation",
+            "a [validation] table gives the validation set; remove sweep.validation (the "
+            "fraction held out) or the table",
+        )
+    kwargs["validation"] = _data_files(src, "validation", table, folder)
+
+
+def _schedules(src: _Source, doc: dict, parameters: dict[str, Any]) -> list[str]:
+    """The learning-rate schedules the configs use: ``[sweep] schedule`` (every config's)
+    or a ``schedule`` axis of ``[space.parameters]``; checked against
+    ``jaxgd.optimizers.SCHEDULES``."""
+    from .optimizers import SCHEDULES
+
+    known = sorted(SCHEDULES)
+    sweep_schedule = doc.get("sweep", {}).get("schedule")
+    if sweep_schedule is not None:
+        if "schedule" in parameters:
+            raise src.error(
+                "space.parameters.schedule",
+                "is set in [sweep] schedule too; set it in one place",
+            )
+        return [_string(src, "sweep.schedule", sweep_schedule, known)]
+    spec = parameters.get("schedule")
+    if spec is None:
+        return []
+    values = spec.get("values", spec.get("value")) if isinstance(spec, dict) else spec
+    values = values if isinstance(values, list) else [values]
+    return [_string(src, "space.parameters.schedule", value, known) for value in values]
+
+
+def _with_schedule(doc: dict, space):
+    """``[sweep] schedule`` set on every config (a static option of its optimizer)."""
+    from .space import Space
+
+    schedule = doc.get("sweep", {}).get("schedule")
+    if schedule is None:
+        return space
+    return Space(tuple({**config, "schedule": schedule} for config in space))
+
+
+def _schedule_parameters(optimizer, schedules: Sequence[str]) -> set[str]:
+    """The space keys the schedules add to ``optimizer``: their parameters, and those
+    counted in updates also in epochs (``decay_epochs``)."""
+    from .optimizers import epochs_name, step_parameters
+    from .optimizers import optimizer as make_optimizer
+
+    names = {"schedule"} if schedules else set()
+    for schedule in schedules:
+        family = make_optimizer(optimizer, schedule=schedule)
+        names |= set(family.hyperparameter_names)
+        names |= {epochs_name(n) for n in step_parameters(schedule)}
+    return names
 
 
 def _options(src: _Source, doc: dict, checkpoint: dict[str, Any] | None):
@@ -822,7 +922,8 @@ def _check_configs(src: _Source, plan: RunPlan) -> None:
     except ValueError as error:
         raise src.error("data", str(error)) from error
     validation = plan.sweep_kwargs["validation"]
-    num_train = total - round(total * validation) if validation else total
+    fraction = isinstance(validation, float)
+    num_train = total - round(total * validation) if fraction else total
     try:
         resolve_configs(
             plan.space,
@@ -876,7 +977,9 @@ def load_text(
     if problem_name == "mlp":
         _check_mlp_widths(src, doc, data)
     sweep_kwargs = _sweep_kwargs(src, doc)
+    _validation_file(src, doc, folder, sweep_kwargs)
     method, space = _space(src, doc, sweep_kwargs["optimizer"])
+    space = _with_schedule(doc, space)
     checkpoint = _checkpoint(src, doc)
     options = _options(src, doc, checkpoint)
     callbacks = _callbacks(src, doc)
@@ -926,6 +1029,8 @@ def _resolved_document(plan: RunPlan) -> dict[str, Any]:
     for key, value in plan.sweep_kwargs.items():
         if key == "batch_size" and not isinstance(value, int):
             continue  # a schedule stays as written
+        if key == "validation" and isinstance(value, Mapping):
+            continue  # the [validation] table names its files
         sweep[key] = False if key == "validation" and value is None else value
     options = doc.setdefault("options", {})
     for field in dataclasses.fields(plan.options):

@@ -12,7 +12,7 @@ import sys
 import jaxgd
 
 
-def main(checkpoint_dir: str, result_dir: str, checkpoint_format: str = "npz") -> None:
+def main(checkpoint_dir: str, result_dir: str, checkpoint_format: str = "npz") -> jaxgd.SweepResult:
     problem, data = jaxgd.problems.linear_regression(num_examples=48, seed=3)
     space = jaxgd.grid(
         learning_rate=[0.5, 0.2, 0.1, 0.05, 0.02, 0.01],
@@ -34,6 +34,7 @@ def main(checkpoint_dir: str, result_dir: str, checkpoint_format: str = "npz") -
         ),
     )
     result.save(result_dir, overwrite=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -220,8 +220,9 @@ def test_bench_from_the_checkout_and_without_it(tmp_path, monkeypatch, capsys):
     assert exit.value.code == 0
     assert "usage: python benchmarks/throughput.py" in capsys.readouterr().out
     (tmp_path / "file").write_text("x")
-    assert main(["bench", "--quick", "--out", str(tmp_path / "file")]) == 2
-    assert "is a file" in capsys.readouterr().err
+    for out in (["--out", str(tmp_path / "file")], [f"--out={tmp_path / 'file'}"]):
+        assert main(["bench", "--quick", *out]) == 2
+        assert "is a file" in capsys.readouterr().err
     # An installed package has no benchmarks/ beside it: a clear message, no traceback.
     import jaxgd.cli
 

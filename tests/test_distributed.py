@@ -1,7 +1,9 @@
-"""Two processes on 127.0.0.1 (CPU collectives over gloo) train the sweep of one process."""
+"""Two processes on 127.0.0.1 (CPU collectives over gloo) train the sweep of one process,
+and a two-process sweep killed and resumed by two new processes ends as one process's."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -90,6 +92,84 @@ def test_two_processes_equal_one(tmp_path):
                 np.testing.assert_array_equal(run[strategy]["history"][name], values)
             for got, want in zip(run[strategy]["params"], jax.tree.leaves(one.params)):
                 np.testing.assert_array_equal(got, want)
+
+
+def two_processes(tmp_path, name, checkpoint_format, kill_at=None):
+    """Run tests/distributed_resume_worker.py as processes 0 and 1 (each killed at
+    ``kill_at`` if given); process 1 is handed folders of its own, which it must never
+    read or write. Returns the processes' return codes and outputs."""
+    address = f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("XLA_FLAGS", None)
+    env.pop("JAXGD_KILL_AT", None)
+    if kill_at is not None:
+        env["JAXGD_KILL_AT"] = kill_at
+    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "jax-cache")  # fresh processes
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    processes, logs = [], []
+    try:
+        for i in range(2):
+            folder = tmp_path / name if i == 0 else tmp_path / f"{name}-process1"
+            logs.append(tmp_path / f"{name}-{kill_at}-{i}.txt")
+            command = [
+                sys.executable,
+                str(ROOT / "tests" / "distributed_resume_worker.py"),
+                address,
+                str(i),
+                str(folder / "ckpt"),
+                str(folder / "result"),
+                checkpoint_format,
+            ]
+            with logs[-1].open("w") as stderr:
+                processes.append(
+                    subprocess.Popen(
+                        command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+                    )
+                )
+        outputs = [p.communicate(timeout=240)[0] for p in processes]
+    finally:
+        for p in processes:  # a peer left waiting for a killed one must not outlive the test
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return [p.returncode for p in processes], outputs, [log.read_text() for log in logs]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checkpoint_format", ["npz", "orbax"])
+def test_two_processes_killed_and_resumed_equal_one_uninterrupted(tmp_path, checkpoint_format):
+    """Killed while a chunk runs and again before a checkpoint is written, the two-process
+    sweep resumed by two new processes saves the result of the uninterrupted two-process
+    sweep, bitwise, and that of one process to float rounding (the same decisions); both
+    processes hold it; process 1 never touches a folder."""
+    from resume_worker import main
+    from test_resume import assert_bitwise
+
+    one = main(str(tmp_path / "one" / "ckpt"), str(tmp_path / "one" / "result"))
+    codes, _, logs = two_processes(tmp_path, "uninterrupted", checkpoint_format)
+    assert codes == [0, 0], (logs[0][-3000:], logs[1][-3000:])
+    uninterrupted = jaxgd.SweepResult.load(tmp_path / "uninterrupted" / "result")
+    for kill_at in ("chunk:3", "checkpoint:5"):
+        codes, _, logs = two_processes(tmp_path, "two", checkpoint_format, kill_at)
+        assert codes == [-signal.SIGKILL] * 2, (kill_at, logs[0][-3000:], logs[1][-3000:])
+    codes, outputs, logs = two_processes(tmp_path, "two", checkpoint_format)
+    assert codes == [0, 0], (logs[0][-3000:], logs[1][-3000:])
+    resumed = jaxgd.SweepResult.load(tmp_path / "two" / "result")
+    assert_bitwise(uninterrupted, resumed)
+    digests = [output.splitlines()[-1] for output in outputs]
+    assert digests[0] == digests[1]
+    assert not (tmp_path / "two-process1").exists()
+    assert not (tmp_path / "uninterrupted-process1").exists()
+
+    # One process: the same configs stopped at the same epochs, the same programs; the
+    # numbers to float32 rounding (two devices' programs may sum in another order).
+    for name in ("status", "stopped_epoch", "updates", "examples_seen", "diverged_step"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(resumed, name), err_msg=name)
+    assert [g["configs"] for g in one.groups] == [g["configs"] for g in resumed.groups]
+    for name in one.history:
+        np.testing.assert_allclose(resumed.history[name], one.history[name], rtol=1e-5)
+    for got, want in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(one.params)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -241,3 +241,59 @@ def test_auto_rebuilds_when_the_survivors_program_is_compiled_already():
     assert jaxgd.compile_count() == before
     assert [g["slots"] for g in auto.groups] == [g["slots"] for g in always.groups]
     np.testing.assert_array_equal(auto.status, never.status)
+
+
+class CallOrder(jaxgd.Callback):
+    """Records the hooks the loop calls, in order (and the saved state it is handed)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_sweep_begin(self, configs, epochs):
+        self.calls.append(("begin", len(configs), epochs))
+
+    def on_compile(self, program, seconds):
+        if self.calls[-1] != "compile":
+            self.calls.append("compile")
+
+    def on_chunk(self, report):
+        self.calls.append(("chunk", report.epochs_done))
+
+    def on_sweep_end(self, report, error):
+        self.calls.append(("end", type(error).__name__ if error else None))
+
+    def state_dict(self):
+        return {"chunks": sum(1 for c in self.calls if c[0] == "chunk")}
+
+    def load_state_dict(self, state):
+        self.calls.append(("loaded", state["chunks"]))
+
+
+def test_on_sweep_begin_comes_once_before_compiling_and_again_when_resuming(tmp_path):
+    space = list(SPACE)[:4]
+    order = CallOrder()
+    run("grouped", [order], epochs=3, space=space, checkpoint_dir=tmp_path / "c")
+    assert order.calls == [
+        ("begin", 4, 3),
+        "compile",
+        ("chunk", 1),
+        ("chunk", 2),
+        ("chunk", 3),
+        ("end", None),
+    ]
+    # A resumed sweep begins again, then gets the saved state (here: of the finished
+    # sweep, so it trains nothing and compiles nothing in this process).
+    resumed = CallOrder()
+    run("grouped", [resumed], epochs=3, space=space, checkpoint_dir=tmp_path / "c", resume=True)
+    assert resumed.calls == [("begin", 4, 3), ("loaded", 3), ("end", None)]
+
+
+def test_halving_without_a_rung_is_refused_in_a_sweep_before_compiling(tmp_path):
+    compiles = jaxgd.compile_count()
+    halving = jaxgd.SuccessiveHalving(metric="val_loss", min_epochs=3)
+    order = CallOrder()
+    with pytest.raises(jaxgd.InputError, match=r"min_epochs=3\) with epochs=3"):
+        run("grouped", [order, halving], epochs=3, checkpoint_dir=tmp_path / "c")
+    assert jaxgd.compile_count() == compiles
+    assert not (tmp_path / "c").exists()  # the checkpoint folder is not claimed either
+    assert order.calls == [("begin", len(SPACE), 3), ("end", "InputError")]

@@ -92,13 +92,37 @@ def test_random_and_quasirandom_spaces(method):
     assert other != configs
 
 
-def test_sobol_points_cover_the_range_more_evenly_than_random():
-    """For 64 points in one dimension, a scrambled Sobol set has one point in each of
-    the 64 equal cells (a (0, m, 1)-net); random draws leave cells empty."""
+def test_quasirandom_points_cover_the_range_more_evenly_than_random():
+    """For 64 points in one dimension, the scrambled Halton set (base 2 in its first
+    coordinate) has one point in each of the 64 equal cells; random draws leave cells
+    empty."""
     quasi = runfile._unit_points("quasirandom", 64, 2, seed=0)
     random = runfile._unit_points("random", 64, 2, seed=0)
     assert np.bincount((quasi[:, 0] * 64).astype(int), minlength=64).max() == 1
     assert np.bincount((random[:, 0] * 64).astype(int), minlength=64).max() > 1
+
+
+def test_quasirandom_space_is_jaxgd_quasi_random():
+    """A sweep file's quasi-random space is ``jaxgd.quasi_random``'s (its default method)
+    for the same ranges and seed."""
+    text = BASE.replace(
+        "learning_rate = {values = [0.1, 0.01]}",
+        'learning_rate = {min = 1e-4, max = 1e-1, distribution = "log_uniform_values"}\n'
+        "momentum = {min = 0.0, max = 0.9}\n",
+    ).replace(
+        "[space.parameters]",
+        '[space]\nmethod = "quasirandom"\ncount = 16\nsample_seed = 5\n\n[space.parameters]',
+    )
+    configs = list(load(text).space)
+    expected = jaxgd.quasi_random(
+        16, 5, learning_rate=jaxgd.loguniform(1e-4, 1e-1), momentum=(0.0, 0.9)
+    )
+    assert [c["momentum"] for c in configs] == [c["momentum"] for c in expected]
+    np.testing.assert_allclose(
+        [c["learning_rate"] for c in configs],
+        [c["learning_rate"] for c in expected],
+        rtol=1e-12,
+    )
 
 
 def test_batch_size_schedules():
@@ -400,3 +424,83 @@ def test_dump_toml_round_trips_the_resolved_document():
 def test_every_example_file_loads(path):
     plan = runfile.load(path)
     assert len(plan.space) >= 1 and plan.out.startswith("runs/")
+
+
+SCHEDULED = BASE.replace(
+    "validation = false\n", 'validation = false\nschedule = "cosine"\n'
+).replace(
+    "learning_rate = {values = [0.1, 0.01]}",
+    "learning_rate = {values = [0.1, 0.01]}\ndecay_epochs = {values = [1.0, 2.0]}",
+)
+
+
+def test_a_learning_rate_schedule_for_every_config_trains_as_the_api_does():
+    plan = load(SCHEDULED)
+    assert [c["schedule"] for c in plan.space] == ["cosine"] * 4
+    result = jaxgd.sweep(plan.problem, plan.data, space=plan.space, **plan.sweep_kwargs)
+    expected = jaxgd.sweep(
+        plan.problem,
+        plan.data,
+        space=jaxgd.grid(learning_rate=[0.1, 0.01], decay_epochs=[1.0, 2.0]),
+        **{**plan.sweep_kwargs, "optimizer": jaxgd.optimizer("sgd", schedule="cosine")},
+    )
+    np.testing.assert_array_equal(result.history["train_loss"], expected.history["train_loss"])
+    # decay_epochs counts each config's own updates: twice the epochs, twice the steps
+    steps = [c["decay_steps"] for c in result.configs]
+    assert steps[1] == 2 * steps[0] > 0
+    assert not np.array_equal(result.history["train_loss"][0], result.history["train_loss"][1])
+
+
+def test_schedules_as_an_axis_of_the_space_and_refusals():
+    plan = load(
+        BASE.replace(
+            "learning_rate = {values = [0.1, 0.01]}",
+            'learning_rate = 0.1\nschedule = {values = ["linear"]}\ntransition_epochs = [1.0, 2.0]',
+        )
+    )
+    assert [c["schedule"] for c in plan.space] == ["linear", "linear"]
+    with pytest.raises(jaxgd.InputError, match=r"sweep.schedule: 'cosin': .*did you mean 'cosine'"):
+        load(SCHEDULED.replace('"cosine"', '"cosin"'))
+    with pytest.raises(jaxgd.InputError, match=r"space.parameters.decay_epochs: not a hyper"):
+        load(SCHEDULED.replace('schedule = "cosine"\n', ""))
+    with pytest.raises(jaxgd.InputError, match=r"schedule: is set in \[sweep\] schedule too"):
+        load(SCHEDULED.replace("decay_epochs", 'schedule = "linear"\ndecay_epochs'))
+
+
+def test_measure_noise_scale():
+    plan = load(
+        BASE.replace("validation = false\n", 'validation = false\nmeasure = ["noise_scale"]\n')
+    )
+    assert plan.sweep_kwargs["measure"] == ["noise_scale"]
+    result = jaxgd.sweep(plan.problem, plan.data, space=plan.space, **plan.sweep_kwargs)
+    assert result.history["b_simple"].shape == (2, 2)
+    for bad in ('"noise_scale"', '["noise"]'):
+        with pytest.raises(jaxgd.InputError, match=r"sweep.toml:\d+: sweep.measure: "):
+            load(BASE.replace("validation = false\n", f"validation = false\nmeasure = {bad}\n"))
+
+
+def test_a_separate_validation_file(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, count in (("train", 40), ("val", 10)):
+        x = rng.normal(size=(count, 1)).astype(np.float32)
+        np.savez(tmp_path / f"{name}.npz", x=x, y=(3 * x[:, 0] + 1).astype(np.float32))
+    files = '\n[data]\npath = "train.npz"\ninputs = "x"\ntargets = "y"\n'
+    text = BASE.replace("validation = false\n", "") + files
+    text += '\n[validation]\npath = "val.npz"\ninputs = "x"\ntargets = "y"\n'
+    (tmp_path / "sweep.toml").write_text(text)
+    plan = runfile.load(tmp_path / "sweep.toml")
+    np.testing.assert_array_equal(
+        plan.sweep_kwargs["validation"]["x"], np.load(tmp_path / "val.npz")["x"]
+    )
+    result = jaxgd.sweep(plan.problem, plan.data, space=plan.space, **plan.sweep_kwargs)
+    assert result.history["val_loss"].shape == (2, 2)
+    assert "validation" not in plan.document["sweep"]  # the table names the files
+    again = runfile.load_text(runfile.dump_toml(plan.document), "copy.toml", folder=str(tmp_path))
+    np.testing.assert_array_equal(
+        again.sweep_kwargs["validation"]["y"], plan.sweep_kwargs["validation"]["y"]
+    )
+    (tmp_path / "both.toml").write_text(text.replace("[sweep]\n", "[sweep]\nvalidation = 0.2\n"))
+    with pytest.raises(
+        jaxgd.InputError, match=r"both.toml:\d+: sweep.validation: a \[validation\]"
+    ):
+        runfile.load(tmp_path / "both.toml")

@@ -6,6 +6,7 @@ import math
 import pathlib
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -207,7 +208,90 @@ CASES = [
     ("divergence-not-number", case(divergence="big"), r"divergence='big'"),
     ("resume-without-folder", case(resume=True), r"resume=True needs checkpoint_dir="),
     ("checkpoint-dir-not-a-path", case(checkpoint_dir=3), r"checkpoint_dir=3: expected a folder"),
+    ("resume-not-bool", case(resume="yes"), r"resume='yes': must be True or False"),
+    ("measure-not-a-list", case(measure="noise_scale"), r"measure='noise_scale': expected a list"),
+    ("measure-unknown", case(measure=["noise"]), r"unknown \['noise'\]; choose from"),
+    (
+        "halving-without-a-rung",
+        case(callbacks=[jaxgd.SuccessiveHalving(metric="val_loss", min_epochs=2)]),
+        r"SuccessiveHalving\(min_epochs=2\) with epochs=2: the first rung must come before",
+    ),
+    (
+        "max-memory-below-one-config",
+        case(options=jaxgd.SweepOptions(max_memory=400)),
+        r"max_memory=400: one config needs \d+ bytes and the data \d+ more",
+    ),
+    (
+        "slices-with-callbacks",
+        case(
+            space=jaxgd.grid(learning_rate=[0.1, 0.2, 0.3, 0.4]),
+            callbacks=[jaxgd.EarlyStopping(metric="val_loss")],
+            options=jaxgd.SweepOptions(max_memory=600),
+        ),
+        r"callbacks=.*runs in 4 sequential slices to fit max_memory=600 bytes",
+    ),
+    (
+        "slices-with-checkpoints",
+        case(
+            space=jaxgd.grid(learning_rate=[0.1, 0.2, 0.3, 0.4]),
+            checkpoint_dir="never-written",
+            options=jaxgd.SweepOptions(max_memory=600),
+        ),
+        r"checkpoint_dir='never-written': the sweep runs in 4 sequential slices",
+    ),
 ]
+
+# SweepOptions refuses bad settings when it is built (README id, settings, message).
+OPTIONS_CASES = [
+    ("strategy-unknown", dict(strategy="fast"), r"strategy='fast': choose one of"),
+    ("option-not-positive", dict(epochs_per_chunk=0), r"epochs_per_chunk=0: must be a positive"),
+    ("checkpoint-seconds-zero", dict(checkpoint_seconds=0), r"checkpoint_seconds=0: must be"),
+    ("checkpoint-format-unknown", dict(checkpoint_format="zip"), r"checkpoint_format='zip'"),
+    ("rebuild-unknown", dict(rebuild="sometimes"), r"rebuild='sometimes': must be True, False"),
+    ("max-memory-not-positive", dict(max_memory=0), r"max_memory=0: must be a positive"),
+    ("devices-not-devices", dict(devices=["cpu:0"]), r"devices=\['cpu:0'\]: must be a non-empty"),
+    ("mesh-not-a-mesh", dict(mesh="configs"), r"mesh='configs': must be a jax.sharding.Mesh"),
+    (
+        "devices-and-mesh",
+        dict(devices=jax.devices()[:1], mesh=jax.make_mesh((1,), ("configs",))),
+        r"give one of them, not both",
+    ),
+    ("cache-dir-not-a-path", dict(cache_dir=3), r"cache_dir=3: must be a folder path"),
+]
+
+
+@pytest.mark.parametrize(
+    "name, settings, message", OPTIONS_CASES, ids=[c[0] for c in OPTIONS_CASES]
+)
+def test_options_refused_before_compiling(name, settings, message):
+    compiles = jaxgd.compile_count()
+    with pytest.raises(jaxgd.InputError, match=message) as error:
+        jaxgd.sweep(**case(options=jaxgd.SweepOptions(**settings)))
+    assert "\n" not in str(error.value)
+    assert jaxgd.compile_count() == compiles
+
+
+# jaxgd.distributed.initialize refuses bad process settings before it connects.
+PROCESS_CASES = [
+    ("process-id-out-of-range", dict(num_processes=2, process_id=2), {}, r"must lie in 0..1"),
+    ("num-processes-not-positive", dict(num_processes=0), {}, r"num_processes=0: must be"),
+    (
+        "process-env-not-integer",
+        {},
+        {"JAXGD_NUM_PROCESSES": "two"},
+        r"\$JAXGD_NUM_PROCESSES='two': must be an integer",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, env, message", PROCESS_CASES, ids=[c[0] for c in PROCESS_CASES]
+)
+def test_process_settings_refused_before_connecting(monkeypatch, name, kwargs, env, message):
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(jaxgd.InputError, match=message):
+        jaxgd.distributed.initialize("127.0.0.1:1", **kwargs)
 
 
 @pytest.mark.parametrize("name, kwargs, message", CASES, ids=[c[0] for c in CASES])
@@ -222,7 +306,7 @@ def test_refused_before_compiling(name, kwargs, message):
 def test_readme_errors_table_lists_every_case():
     section = README.read_text().split("## Errors", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| `([^`]+)` \|", section, flags=re.M)
-    covered = [c[0] for c in CASES] + [c[0] for c in FOLDER_CASES] + OTHER_CASES
+    covered = [c[0] for c in CASES + OPTIONS_CASES + PROCESS_CASES + FOLDER_CASES] + OTHER_CASES
     assert sorted(listed) == sorted(covered)
 
 

@@ -20,6 +20,7 @@ callbacks never see.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -27,9 +28,11 @@ import time
 import warnings
 from typing import Any
 
+import jax
 import numpy as np
 
 from .._io import atomic_write, kill_point, optional_import, prepare_output_dir, record_output
+from ..distributed import from_writer, is_writer, sync_global_devices
 from ..errors import InputError
 from ..persist import decode, encode, npz_bytes, strict_json
 
@@ -99,16 +102,29 @@ class Checkpointer:
                 self.backend = "npz"
         elif backend == "orbax":
             _orbax()  # missing: say so now, before anything is written or trained
-        self.folder = prepare_output_dir(folder, overwrite=overwrite, resume=resume)
+        self.folder = os.fspath(folder)
         self.fingerprint = fingerprint or {}
         self.every, self.seconds = every, seconds
-        self.resume = resume
-        for name in os.listdir(self.folder):  # a step killed between its npz and its JSON
-            if name.startswith("ckpt-") and name.endswith(".npz"):
-                if not os.path.exists(os.path.join(self.folder, name[:-4] + ".json")):
-                    os.unlink(os.path.join(self.folder, name))
+        self.resume, self.overwrite = resume, overwrite
         self._orbax = None
         self._chunks = 0
+        self._last_write = time.perf_counter()
+
+    def open(self) -> None:
+        """Claim the folder (``prepare_output_dir``: an earlier run's files are refused,
+        removed with ``overwrite``, kept with ``resume``): the run loop calls this after
+        its callbacks' ``on_sweep_begin`` checks, so bad input never touches the folder.
+        Process 0 alone claims it; its refusal is raised on every process."""
+
+        def claim() -> bytes:
+            prepare_output_dir(self.folder, overwrite=self.overwrite, resume=self.resume)
+            for name in os.listdir(self.folder):  # a step killed between its npz and JSON
+                if name.startswith("ckpt-") and name.endswith(".npz"):
+                    if not os.path.exists(os.path.join(self.folder, name[:-4] + ".json")):
+                        os.unlink(os.path.join(self.folder, name))
+            return b""
+
+        from_writer(claim)
         self._last_write = time.perf_counter()
 
     # -- writing ------------------------------------------------------------------------
@@ -131,10 +147,14 @@ class Checkpointer:
             "checksum": array_checksum(arrays),
         }
         kill_point("checkpoint")
+        if not is_writer():  # process 0 writes; the others wait for it below
+            sync_global_devices(f"jaxgd checkpoint {step}")
+            return
         if self.backend == "orbax":
             self._save_orbax(step, arrays, document)
         else:
             self._save_npz(step, arrays, document)
+        sync_global_devices(f"jaxgd checkpoint {step}")
         self._last_write = time.perf_counter()
 
     def _save_npz(self, step, arrays, document) -> None:
@@ -150,13 +170,19 @@ class Checkpointer:
     def _manager(self):
         if self._orbax is None:
             ocp = _orbax()
+            folder = os.path.join(self.folder, "orbax")
+            os.makedirs(folder, exist_ok=True)  # orbax's create= refuses active_processes
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=_KEEP,
-                create=True,
+                create=False,
                 enable_async_checkpointing=False,
                 cleanup_tmp_directories=True,
+                # Process 0 alone reads and writes (the arrays are whole on every
+                # process), so orbax must not wait for the others at its barriers.
+                multiprocessing_options=ocp.options.MultiprocessingOptions(
+                    primary_host=0, active_processes={0}
+                ),
             )
-            folder = os.path.join(self.folder, "orbax")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # orbax's notices about its own defaults
                 self._orbax = (ocp, ocp.CheckpointManager(os.path.abspath(folder), options=options))
@@ -219,7 +245,16 @@ class Checkpointer:
     def latest(self) -> Saved | None:
         """The newest checkpoint that reads back whole and matches its checksum (a
         damaged newest one is skipped for the one before), after checking that it was
-        written by this sweep; None if there is none."""
+        written by this sweep; None if there is none.
+
+        In a multi-process sweep process 0 alone reads the folder and sends what it found
+        to the others (``from_writer``), so every process resumes from the same step,
+        also when the folder is not shared."""
+        if jax.process_count() == 1:
+            return self._latest()
+        return _unpack(from_writer(lambda: _pack(self._latest())))
+
+    def _latest(self) -> Saved | None:
         self._check_format()
         damaged = []
         for step in reversed(self._steps()):
@@ -237,7 +272,7 @@ class Checkpointer:
                     f"checkpoints in {self.folder!r} skipped as damaged ({'; '.join(damaged)}); "
                     f"resuming from step {step}",
                     RuntimeWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
             return saved
         if damaged:
@@ -275,3 +310,24 @@ class Checkpointer:
         if self._orbax is not None:
             self._orbax[1].close()
             self._orbax = None
+
+
+# A checkpoint travels between processes as one npz: its arrays, and its document as
+# UTF-8 JSON bytes under a name no array takes.
+_DOCUMENT = "__document__"
+
+
+def _pack(saved: Saved | None) -> bytes:
+    if saved is None:
+        return b""
+    document = np.frombuffer(strict_json(encode(saved.document)).encode(), np.uint8)
+    return npz_bytes({**saved.arrays, _DOCUMENT: document})
+
+
+def _unpack(payload: bytes) -> Saved | None:
+    if not payload:
+        return None
+    with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    document = decode(json.loads(arrays.pop(_DOCUMENT).tobytes().decode()))
+    return Saved(arrays, document)

@@ -369,6 +369,8 @@ def run_loop(
         examples_per_epoch, batch_sizes: ``[K, epochs]`` planned per config.
         train, evals: the data on the device.
         callbacks: called as ``Callback`` documents; their masks stop configs.
+            ``on_sweep_begin`` comes first, also when resuming (then ``load_state_dict``
+            follows it, restoring what they had learned).
         return_params: gather the final parameters.
         rebuild: rebuild a program with its running configs alone once half have stopped:
             True, False, or "auto" (when the run time saved exceeds twice a compile).
@@ -393,6 +395,13 @@ def run_loop(
 
     report = None
     try:
+        # Once per sweep, resumed or not, before anything compiles or the checkpoint
+        # folder is claimed: callbacks check their settings against the sweep here. A
+        # resumed sweep then hands the callbacks their saved state (``load_state_dict``).
+        for callback in callbacks:
+            callback.on_sweep_begin(configs, epochs)
+        if checkpoint is not None:
+            checkpoint.open()
         saved = checkpoint.latest() if checkpoint is not None and checkpoint.resume else None
         begin = 0
         if saved is not None:

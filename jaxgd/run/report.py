@@ -57,7 +57,8 @@ class Callback:
     ``on_compile`` after each program compiles, ``on_chunk`` after every chunk (all
     programs through the same epoch), and ``on_sweep_end`` at the end, also when the sweep
     fails (``error`` is then the exception; it propagates after every callback has seen
-    it).
+    it). A resumed sweep calls ``on_sweep_begin`` too, then ``load_state_dict`` with the
+    state the checkpoint saved.
 
     ``on_chunk`` may return a ``[K]`` boolean mask: False stops that config for good (its
     parameters freeze; its history is NaN from the next epoch on). None keeps all.
