@@ -233,7 +233,7 @@ def test_scan_steps_measures_the_steps_of_index_zero_mod_every(length, every, fi
 
 def test_a_step_that_knows_whether_it_measures_has_no_cond():
     """A ``lax.cond`` in every step copied the parameters into its operands on every step,
-    measuring or not (1.4x the step at B = 64 to 128): a static ``measure_now`` avoids it."""
+    measuring or not (1.3-1.4x the step at B = 64 to 128): a static ``measure_now`` avoids it."""
     state = init_train_state(jnp.zeros(H.size), optax.sgd(0.1))
     batch = {k: jnp.asarray(v[:8]) for k, v in SWEEP_DATA.items()}
     mask = jnp.ones(8, bool)

@@ -380,9 +380,10 @@ def scan_steps(step, carry, xs, *, noise_every: int = 1, first: int = 0):
 
     The steps run as a static structure, with no branch: the plain steps before the first
     measuring one, then groups of ``noise_every`` steps (one measuring, then a scan of
-    plain ones), then the rest. A ``lax.cond`` in every step instead cost 1.4x the plain
-    step at B = 64 to 128 on the CPU, where 1 step in 8 measuring should cost ~1/8 of a
-    step more (benchmarks/README.md, "What measure=["noise_scale"] costs").
+    plain ones), then the rest. A ``lax.cond`` in every step instead cost 1.3-1.4x the
+    plain step at B = 64 to 128 on the CPU (it copied the parameters into its operands on
+    every step), where this costs 1.1-1.2x (benchmarks/README.md, "What
+    measure=["noise_scale"] costs").
 
     Returns:
         ``(carry, sums)``: the final carry and the sums of the steps' outputs.
