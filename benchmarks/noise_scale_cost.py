@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     import jax
 
-    load_before = _load()
+    load_before, loadavg_before = _load(), os.getloadavg()
     results = [
         measure(int(b), strategy, args.configs, args.epochs, args.repeats)
         for strategy in args.strategies.split(",")
@@ -110,6 +110,8 @@ def main() -> None:
         "repeats": args.repeats,
         "load_before": load_before,
         "load_after": _load(),
+        "loadavg_before": loadavg_before,
+        "loadavg_after": os.getloadavg(),
         "results": results,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -146,3 +146,26 @@ def test_successive_halving_benchmark_quick_run(tmp_path):
     assert summary["halving"]["status_counts"]["stopped"] == 8
     if document["comparison"]["full_best_survived"]:
         assert document["comparison"]["equal"]
+
+
+def test_noise_scale_cost_benchmark_runs_both_strategies(tmp_path):
+    """The benchmark README's noise-scale cost command, on one small batch size."""
+    import subprocess
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "noise_scale_cost.py"
+    out = tmp_path / "noise.json"
+    completed = subprocess.run(
+        [sys.executable, str(script), "--batch-sizes", "64", "--configs", "2"]
+        + ["--repeats", "1", "--strategies", "grouped,accumulate", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    document = json.loads(out.read_text())
+    assert [(r["strategy"], r["batch_size"]) for r in document["results"]] == [
+        ("grouped", 64),
+        ("accumulate", 64),
+    ]
+    assert all(r["ratio"] > 0 for r in document["results"])
+    assert len(document["loadavg_before"]) == 3 and len(document["loadavg_after"]) == 3

@@ -13,6 +13,7 @@ the norm test of the accumulate strategy computes with the same algebra
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -31,7 +32,6 @@ __all__ = [
     "GradientNoise",
     "MEASUREMENTS",
     "NOISE_EXAMPLES",
-    "EVERY_STEP_FROM",
     "noise_every",
     "measurement_probes",
     "probe_names",
@@ -39,9 +39,11 @@ __all__ = [
     "sample_noise",
     "grouped_noise",
     "noise_sums",
+    "measured_noise",
     "HalfSums",
     "half_sums",
     "train_step",
+    "scan_steps",
     "zero_metrics",
 ]
 
@@ -134,10 +136,6 @@ def sample_noise(mean_sq, sq_norm_sum, count):
     return mean_sq - trace / count, trace
 
 
-def _tree_dot(a: PyTree, b: PyTree) -> jax.Array:
-    return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
 class GradientNoise:
     """The gradient noise scale measured in every step, from the batch's two halves.
 
@@ -148,15 +146,18 @@ class GradientNoise:
         tr Σ ≈ ||s_a||²/n_a + ||s_b||²/n_b − ||s_a + s_b||²/n,    |G|² ≈ ||ḡ||² − tr Σ / n
 
     both unbiased: with n_a = n_b = B/2 this is ``two_batch_estimate`` at B_small = B/2,
-    B_big = B. The grouped and nested strategies measure one step in ``noise_every(B)``
-    (every step from B = 256, else one in 512 // B, its halves' gradient computed besides
-    the plain one); a measured step records
+    B_big = B. The grouped and nested strategies measure the steps of index 0 mod
+    ``noise_every(B)`` in each epoch (one in 512 // B, every step from B = 512; the
+    measured step's update comes from its halves, the others take the plain gradient;
+    ``scan_steps`` lays this out with no branch); a measured step records
     ``noise_every(B) · n · estimate`` under ``grad_sq_norm`` and ``grad_trace``, so the
     epoch's history holds their example-weighted means, and ``b_simple`` =
     Σ tr / Σ |G|², the ratio of the averages (``jaxgd.science``). A batch with fewer than
     two real examples has no estimate and adds nothing (at batch size 1: NaN). The
-    accumulate strategy sums the same groups over a batch's micro-batches, or uses
-    per-example gradients when the norm test computes them anyway.
+    accumulate strategy measures one micro-step in ``noise_every(m)`` (micro-batch m) the
+    same way, from that micro-batch's halves; from m = 512 it sums the groups of all
+    micro-batches of a config's batch, and with the norm test it uses the per-example
+    gradients the test computes on every micro-step anyway.
 
     References:
         McCandlish, Kaplan, Amodei et al. (2018), arXiv:1812.06162, Appendix A.1.
@@ -171,21 +172,18 @@ class GradientNoise:
         return hash(type(self))
 
 
-# Steps measured. Measuring every step takes the gradient as its two halves' (the same
-# FLOPs), but writes two parameter-sized gradients per config where the plain step's one
-# fuses into the update: a near-constant cost per step, 2x at B = 64 on the CPU
-# (benchmarks/README.md, "What measure=["noise_scale"] costs"), 1.3x from B = 256.
-# Below EVERY_STEP_FROM, one step in NOISE_EXAMPLES // B measures (about once per 512
-# examples), with the halves' gradient computed besides the plain one.
+# Steps measured. A measured step takes the gradient as its two halves' (the same FLOPs),
+# but writes two parameter-sized gradients per config where the plain step's one fuses
+# into the update: a near-constant cost per step, 2x at B = 64 on the CPU, 1.2-1.3x from
+# B = 256 (benchmarks/README.md, "What measure=["noise_scale"] costs"). One step in
+# NOISE_EXAMPLES // B measures (about once per 512 examples, every step from B = 512),
+# amortising that cost over the plain steps between.
 NOISE_EXAMPLES = 512
-EVERY_STEP_FROM = 256
 
 
 def noise_every(batch_size: int) -> int:
-    """Measure the noise scale on one step in ``noise_every(B)``: every step from B = 256,
-    else one in 512 // B."""
-    batch_size = int(batch_size)
-    return 1 if batch_size >= EVERY_STEP_FROM else max(1, NOISE_EXAMPLES // batch_size)
+    """Measure the noise scale on one step in ``noise_every(B)`` = max(1, 512 // B)."""
+    return max(1, NOISE_EXAMPLES // int(batch_size))
 
 
 MEASUREMENTS: dict[str, tuple[Any, ...]] = {"noise_scale": (GradientNoise(),)}
@@ -297,11 +295,15 @@ def noise_sums(g2, trace, count, groups, single):
     return {"grad_sq_norm": weight * g2, "grad_trace": weight * trace}
 
 
-def _noise_from(sums: HalfSums, mean_grads: PyTree, single: bool) -> dict[str, jax.Array]:
-    g2, trace = grouped_noise(
-        sums.group_sq, sums.groups, _tree_dot(mean_grads, mean_grads), sums.count
-    )
-    return noise_sums(g2, trace, sums.count, sums.groups, single)
+def measured_noise(sums: HalfSums, *, noise_every: int = 1, single: bool = False):
+    """``GradientNoise``'s sums for one measured batch from its ``half_sums``, weighted by
+    ``noise_every`` = k when one batch in k is measured (so the epoch's sums stay unbiased
+    estimates of Σ_batches n·|G|² and n·tr Σ); ``single``: batch size 1 (NaN)."""
+    safe = jnp.maximum(sums.count, jnp.ones_like(sums.count))
+    mean_sq = sum(jnp.sum((g / safe) ** 2) for g in jax.tree.leaves(sums.grad_sum))
+    g2, trace = grouped_noise(sums.group_sq, sums.groups, mean_sq, sums.count)
+    found = noise_sums(g2, trace, sums.count, sums.groups, single)
+    return found if noise_every == 1 else {k: noise_every * v for k, v in found.items()}
 
 
 def train_step(
@@ -320,21 +322,24 @@ def train_step(
 
     Returns the new state and the batch's sums measured *before* the update, from which
     the epoch's mean training loss is the usual running average. With a ``GradientNoise``
-    probe the gradient is summed over the batch's two halves (the same arithmetic up to
-    float summation order). With ``noise_every`` = k > 1 the step takes the plain gradient
-    and, where ``measure_now`` (a scalar the same for all configs, so a real branch: the
-    strategies pass ``index % k == 0``), the halves' gradient besides, its noise sums
-    weighted by k; elsewhere they are 0.
+    probe, a step that measures (``measure_now``) sums its gradient over the batch's two
+    halves (the same arithmetic up to float summation order) and records its noise sums
+    weighted by ``noise_every`` = k, one step in k measuring; a step that does not takes
+    the plain gradient and records 0. ``measure_now`` is a Python bool where the caller
+    knows statically which steps measure (``scan_steps``); an array (a scalar the same
+    for all configs, so a real branch) puts the halves' gradient, computed besides the
+    plain one, under a ``lax.cond``, which costs more.
     """
 
     noise = any(isinstance(probe, GradientNoise) for probe in probes)
     measured = {}
-    if noise and noise_every == 1:  # every step: the halves give the update too
+    single = mask.shape[0] < 2
+    if noise and measure_now is True:  # the halves give the update too
         sums = half_sums(problem, state.params, batch, mask)
         safe = jnp.maximum(sums.count, jnp.ones_like(sums.count))
         grads = jax.tree.map(lambda g: g / safe, sums.grad_sum)
         loss, loss_sum = sums.loss_sum / safe, sums.loss_sum
-        measured = _noise_from(sums, grads, mask.shape[0] < 2)
+        measured = measured_noise(sums, noise_every=noise_every, single=single)
     else:
 
         def loss_and_sum(params):
@@ -342,17 +347,17 @@ def train_step(
             return masked_mean(losses, mask), jnp.sum(jnp.where(mask, losses, 0))
 
         (loss, loss_sum), grads = jax.value_and_grad(loss_and_sum, has_aux=True)(state.params)
-        if noise:  # one step in noise_every: the halves' gradient besides, weighted
+
+        def skip():
+            return dict.fromkeys(GradientNoise.names, jnp.zeros_like(loss_sum))
+
+        if noise and measure_now is False:
+            measured = skip()
+        elif noise:  # decided at run time: the halves' gradient besides, under a cond
 
             def measure():
                 sums = half_sums(problem, state.params, batch, mask)
-                safe = jnp.maximum(sums.count, jnp.ones_like(sums.count))
-                mean = jax.tree.map(lambda g: g / safe, sums.grad_sum)
-                found = _noise_from(sums, mean, mask.shape[0] < 2)
-                return {name: noise_every * value for name, value in found.items()}
-
-            def skip():
-                return dict.fromkeys(GradientNoise.names, jnp.zeros_like(loss_sum))
+                return measured_noise(sums, noise_every=noise_every, single=single)
 
             measured = jax.lax.cond(measure_now, measure, skip)
     count = jnp.sum(mask.astype(loss.dtype))
@@ -362,3 +367,63 @@ def train_step(
     return apply_gradient(state, grads, loss, tx, divergence=divergence), StepMetrics(
         loss_sum, count, measured
     )
+
+
+def _total(metrics: PyTree) -> PyTree:
+    return jax.tree.map(lambda m: m.sum(0), metrics)
+
+
+def scan_steps(step, carry, xs, *, noise_every: int = 1, first: int = 0):
+    """``lax.scan`` of ``step(carry, x, measure_now)`` over the leading axis of ``xs``,
+    where step i measures (a static ``measure_now=True``) iff (first + i) % noise_every
+    == 0, and the others get ``measure_now=False``.
+
+    The steps run as a static structure, with no branch: the plain steps before the first
+    measuring one, then groups of ``noise_every`` steps (one measuring, then a scan of
+    plain ones), then the rest. A ``lax.cond`` in every step instead cost 1.3-1.4x the
+    plain step at B = 64 to 128 on the CPU (it copied the parameters into its operands on
+    every step), where this costs 1.1-1.2x (benchmarks/README.md, "What
+    measure=["noise_scale"] costs").
+
+    Returns:
+        ``(carry, sums)``: the final carry and the sums of the steps' outputs.
+    """
+    length = jax.tree.leaves(xs)[0].shape[0]
+
+    def measuring(carry, x):
+        return step(carry, x, True)
+
+    def plain(carry, x):
+        return step(carry, x, False)
+
+    def part(start, stop):
+        return jax.tree.map(lambda a: a[start:stop], xs)
+
+    if noise_every == 1:
+        carry, outputs = jax.lax.scan(measuring, carry, xs)
+        return carry, _total(outputs)
+
+    def run(carry, xs):  # the first step of xs measures, the others do not
+        carry, sums = measuring(carry, jax.tree.map(lambda a: a[0], xs))
+        if jax.tree.leaves(xs)[0].shape[0] > 1:
+            carry, outputs = jax.lax.scan(plain, carry, jax.tree.map(lambda a: a[1:], xs))
+            sums = jax.tree.map(jnp.add, sums, _total(outputs))
+        return carry, sums
+
+    lead = min((-first) % noise_every, length)
+    groups, rest = divmod(length - lead, noise_every)
+    parts = []
+    if lead:
+        carry, outputs = jax.lax.scan(plain, carry, part(0, lead))
+        parts.append(_total(outputs))
+    if groups:
+        stop = lead + groups * noise_every
+        grouped_xs = jax.tree.map(
+            lambda a: a.reshape(groups, noise_every, *a.shape[1:]), part(lead, stop)
+        )
+        carry, outputs = jax.lax.scan(run, carry, grouped_xs)
+        parts.append(_total(outputs))
+    if rest:
+        carry, sums = run(carry, part(length - rest, length))
+        parts.append(sums)
+    return carry, functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b), parts)

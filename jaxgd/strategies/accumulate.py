@@ -46,8 +46,11 @@ from ..core.step import (
     StepMetrics,
     grouped_noise,
     half_sums,
+    measured_noise,
+    noise_every,
     noise_sums,
     sample_noise,
+    scan_steps,
 )
 from ..data import BatchPlan, batch_indices, take
 from ..problem import example_losses
@@ -134,19 +137,33 @@ def accumulate_step(
     last_in_epoch: jax.Array,
     *,
     settings: AccumulateSettings,
+    noise_every: int = 1,
+    measure_now: bool = True,
 ) -> tuple[AccumulateState, StepMetrics]:
     """Add one micro-batch to the config's batch; apply the update when the batch is
-    complete (k micro-batches) or the epoch ends."""
+    complete (k micro-batches) or the epoch ends.
+
+    The noise scale (``GradientNoise``): with ``noise_every`` = 1, every micro-batch's
+    two halves (or the norm test's per-example gradients) are groups of the config's
+    batch, measured when it is applied; with ``noise_every`` = j > 1, only a micro-step
+    where ``measure_now`` (static: one in j, the same for every config) measures, from
+    its own micro-batch's two halves, its sums weighted by j (``core.step.measured_noise``).
+    """
     problem, tx = settings.problem, settings.placeholder_tx()
     mask = mask & (positions < state.limit)
     params = state.train.params
 
     noise = GradientNoise() in settings.probes
+    sampled = noise and noise_every > 1
     sq_norm_sum, groups = state.sq_norm_sum, state.groups
-    if noise and not settings.norm_test:  # two halves of each micro-batch: the noise's groups
+    measured = {}
+    if noise and not settings.norm_test and measure_now:  # the micro-batch's two halves
         sums = half_sums(problem, params, batch, mask)
         loss_sum, grads, count = sums.loss_sum, sums.grad_sum, sums.count
-        sq_norm_sum, groups = sq_norm_sum + sums.group_sq, groups + sums.groups
+        if sampled:
+            measured = measured_noise(sums, noise_every=noise_every)
+        else:  # groups of the config's batch
+            sq_norm_sum, groups = sq_norm_sum + sums.group_sq, groups + sums.groups
     else:
 
         def loss_sum_fn(params):
@@ -158,6 +175,8 @@ def accumulate_step(
         if settings.norm_test:  # per-example groups, which the noise scale then shares
             sq_norm_sum = sq_norm_sum + GradientSquaredNorms()(problem, params, batch, mask)
             groups = groups + count
+        if sampled:
+            measured = dict.fromkeys(GradientNoise.names, jnp.zeros_like(loss_sum))
 
     grad_sum = optax.tree.add(state.grad_sum, grads)
     total_loss, total_count = state.loss_sum + loss_sum, state.count + count
@@ -175,8 +194,7 @@ def accumulate_step(
         divergence=settings.divergence,
     )
 
-    measured = {}
-    if noise:
+    if noise and not sampled:
         mean_sq = sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(mean_grads))
         g2, trace = grouped_noise(sq_norm_sum, groups, mean_sq, safe_count)
         single = state.multiple * settings.micro_size < 2  # batch size 1: never two groups
@@ -251,10 +269,9 @@ def accumulate_chunk(states, shuffle_keys, first_epoch, stop, multiples, train, 
     """
     states = states._replace(train=stop_where(states.train, stop))
     plan = settings.plan
-    step = functools.partial(accumulate_step, settings=settings)
-    step_all = jax.vmap(
-        jax.vmap(step, in_axes=(0, None, None, None, None)), in_axes=(0, 0, 0, None, None)
-    )
+    every = 1
+    if GradientNoise() in settings.probes and not settings.norm_test and plan.batch_size > 1:
+        every = noise_every(plan.batch_size)  # one micro-step in every measures
     start_all = jax.vmap(jax.vmap(functools.partial(_start_epoch, settings=settings)))
     steps = plan.steps_per_epoch
 
@@ -265,18 +282,25 @@ def accumulate_chunk(states, shuffle_keys, first_epoch, stop, multiples, train, 
         indices, masks = jax.vmap(functools.partial(batch_indices, plan))(orders)
         positions = jnp.arange(steps * plan.batch_size, dtype=jnp.int32).reshape(steps, -1)
 
-        def one_step(states, xs):
+        def one_step(states, xs, measure_now):
             step_indices, step_mask, step_positions, index = xs
+            step = functools.partial(
+                accumulate_step, settings=settings, noise_every=every, measure_now=measure_now
+            )
+            step_all = jax.vmap(
+                jax.vmap(step, in_axes=(0, None, None, None, None)),
+                in_axes=(0, 0, 0, None, None),
+            )
             return step_all(
                 states, take(train, step_indices), step_mask, step_positions, index == steps - 1
             )
 
-        states, metrics = jax.lax.scan(
+        states, sums = scan_steps(
             one_step,
             states,
             (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1), positions, jnp.arange(steps)),
+            noise_every=every,
         )
-        sums = jax.tree.map(lambda m: m.sum(0), metrics)
         history = epoch_history(
             states.train,
             sums,

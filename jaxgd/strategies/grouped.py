@@ -24,7 +24,7 @@ from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
 from ..core.layout import Placement, SeedLayout, bucket_width
 from ..core.state import TrainState, stop_where
-from ..core.step import GradientNoise, noise_every, train_step
+from ..core.step import GradientNoise, noise_every, scan_steps, train_step
 from ..data import BatchPlan, batch_indices, take
 from ..schedules import BatchSchedule
 from .base import PlanContext, Program, ProgramSpec, initial_states
@@ -61,22 +61,19 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
         orders = epoch_orders(shuffle_keys, epoch, plan.num_examples, settings.shuffle)
         indices, masks = jax.vmap(functools.partial(batch_indices, plan))(orders)
 
-        def one_step(states, xs):
-            step_indices, step_mask, index = xs
-            # the step index is the same for every config: a real branch, not a select
-            measure_now = index % every == 0
+        def one_step(states, xs, measure_now):
+            step_indices, step_mask = xs
             step_all = vmap_configs(
                 functools.partial(step, measure_now=measure_now), settings.config_block
             )
             return step_all(states, take(train, step_indices), step_mask)
 
-        steps = jnp.arange(plan.steps_per_epoch, dtype=jnp.int32)
-        states, metrics = jax.lax.scan(
+        states, sums = scan_steps(
             one_step,
             states,
-            (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1), steps),
+            (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1)),
+            noise_every=every,
         )
-        sums = jax.tree.map(lambda m: m.sum(0), metrics)
         history = epoch_history(
             states,
             sums,

@@ -27,7 +27,7 @@ from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
 from ..core.layout import Placement, SeedLayout, bucket_width, host_take, to_host
 from ..core.state import TrainState, stop_where
-from ..core.step import GradientNoise, noise_every, train_step, zero_metrics
+from ..core.step import GradientNoise, noise_every, scan_steps, train_step, zero_metrics
 from ..data import take
 from ..schedules import BatchSchedule
 from .base import PlanContext, Program, ProgramSpec, by_optimizer, initial_states
@@ -97,21 +97,33 @@ def nested_chunk(states, shuffle_keys, first_epoch, stops, train, evals, *, sett
         """``count`` steps of group ``group`` from example ``offset`` of the epoch."""
         size = settings.batch_sizes[group]
         used = settings.used_examples(size)
+        k = every[group]
 
-        def one_step(state, s):
+        def one_step(state, s, measure_now):
             start = offset + s * size
             index = jax.lax.dynamic_slice_in_dim(order, start, size, axis=1)
             mask = jnp.broadcast_to(start + jnp.arange(size) < used, index.shape)
-            k = every[group]
-            measure_now = (start // size) % k == 0  # its index in the epoch, as grouped's
             step_all = vmap_configs(
                 functools.partial(step, noise_every=k, measure_now=measure_now),
                 blocks[group],
             )
             return step_all(state, take(train, index), mask)
 
-        state, metrics = jax.lax.scan(one_step, state, jnp.arange(count, dtype=jnp.int32))
-        return state, jax.tree.map(lambda m: m.sum(0), metrics)
+        steps = jnp.arange(count, dtype=jnp.int32)
+        # a step measures where its index in the epoch is 0 mod k, as grouped's: known
+        # before tracing in the tail and where an outer step holds a multiple of k steps
+        if isinstance(offset, int):
+            first = offset // size
+        elif (outer_size // size) % k == 0:
+            first = 0
+        else:  # the outer step's phase is traced: a lax.cond in each step
+
+            def branching_step(state, s):
+                return one_step(state, s, ((offset + s * size) // size) % k == 0)
+
+            state, metrics = jax.lax.scan(branching_step, state, steps)
+            return state, jax.tree.map(lambda m: m.sum(0), metrics)
+        return scan_steps(one_step, state, steps, noise_every=k, first=first)
 
     def one_epoch(states, xs):
         epoch, _ = xs
