@@ -224,8 +224,9 @@ def sweep(
             "or run fewer configs"
         )
     parts = []
-    for members in memory.slices:
+    for members, padding in zip(memory.slices, memory.padding):
         part = [configs[i] for i in members] if len(memory.slices) > 1 else configs
+        part = part + [_inactive_copy(configs[i], seed) for i, seed in padding]
         programs = STRATEGIES[strategy].plan(part, context_for(part))
         sizes = _batch_sizes(part, epochs)
         # The last check, once every other input is known good: only then is the folder
@@ -392,17 +393,33 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> 
         budget, source = options.max_memory, "SweepOptions.max_memory"
     example = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), train)
     eval_examples = max((num_examples(e) for e in evals.values()), default=0)
-    keys = [
-        (c.optimizer, c.batch_size if type(c.batch_size) is int else max(c.batch_sizes(epochs)))
-        for c in configs
-    ]
+    programs = {}  # (optimizer, batch size or schedule): the configs of one program
+    groups = np.array(
+        [programs.setdefault((c.optimizer, c.batch_size), len(programs)) for c in configs]
+    )
     cost = {
-        key: config_bytes(problem, key[0], example, key[1], options.eval_batch_size, eval_examples)
-        for key in dict.fromkeys(keys)
+        index: config_bytes(
+            problem,
+            optimizer,
+            example,
+            size if type(size) is int else max(size.per_epoch(epochs)),
+            options.eval_batch_size,
+            eval_examples,
+        )
+        for (optimizer, size), index in programs.items()
     }
-    per_config = np.array([cost[key] for key in keys], np.int64)
+    per_config = np.array([cost[g] for g in range(len(programs))], np.int64)[groups]
+    seeds = np.array([c.seed for c in configs], np.int64)
     data_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves((train, evals)))
-    return plan_slices(per_config, data_bytes, budget, placement.count, source)
+    return plan_slices(
+        per_config, data_bytes, budget, placement.count, source, groups=groups, seeds=seeds
+    )
+
+
+def _inactive_copy(config: ResolvedConfig, seed: int) -> ResolvedConfig:
+    """A copy of ``config`` with ``seed`` that pads a memory slice to the shape of the
+    others (``jaxgd.core.memory.plan_slices``); its results are dropped."""
+    return dataclasses.replace(config, seed=int(seed), row={**config.row, "seed": int(seed)})
 
 
 def _merge(parts, count: int) -> LoopResult:
@@ -416,7 +433,7 @@ def _merge(parts, count: int) -> LoopResult:
         def one(*leaves):
             out = np.empty((count,) + leaves[0].shape[1:], leaves[0].dtype)
             for (members, _), leaf in zip(parts, leaves):
-                out[members] = leaf
+                out[members] = leaf[: members.size]  # after them: inactive padding
             return out
 
         return jax.tree.map(one, *[field(part) for _, part in parts])
@@ -431,11 +448,18 @@ def _merge(parts, count: int) -> LoopResult:
         programs=[program for _, part in parts for program in part.programs],
         report=parts[-1][1].report,
         groups=[
-            {**group, "configs": members[np.asarray(group["configs"], np.int64)].tolist()}
+            {**group, "configs": _active(members, group["configs"])}
             for members, part in parts
             for group in part.groups
         ],
     )
+
+
+def _active(members: np.ndarray, positions: Sequence[int]) -> list[int]:
+    """The sweep's indices of a slice's configs at ``positions``, inactive padding (the
+    positions after ``members``) left out."""
+    positions = np.asarray(positions, np.int64)
+    return members[positions[positions < members.size]].tolist()
 
 
 def _options_record(options: SweepOptions) -> dict[str, Any]:

@@ -12,7 +12,7 @@ SPACE = jaxgd.grid(learning_rate=[0.1, 0.05, 0.02, 0.01], momentum=[0.0, 0.9], s
 
 
 def _problem():
-    problem, data = jaxgd.problems.linear_regression(num_examples=80)
+    problem, data = jaxgd.problems.linear_regression(num_examples=83)
     return problem, {k: np.asarray(v, np.float32) for k, v in data.items()}
 
 
@@ -34,37 +34,62 @@ def test_bytes_per_config_follow_the_formula():
     assert small == 4 * (2 * (p + s) + 2 * p + 2 * 4 * activations)
 
 
-def test_slices_fit_the_budget():
-    per = np.array([10, 10, 30, 10, 10, 10])
-    plan = plan_slices(per, data_bytes=5, budget=35, devices=1, source="test")
-    assert [s.tolist() for s in plan.slices] == [[0, 1], [2], [3, 4, 5]]
-    assert all(per[s].sum() + 5 <= 35 for s in plan.slices)
-    # two devices hold 2 x 30 bytes, less one config's share for uneven rounding
-    even = np.full(8, 10)
-    one = plan_slices(even, data_bytes=5, budget=35, devices=1, source="test")
-    two = plan_slices(even, data_bytes=5, budget=35, devices=2, source="test")
-    assert [s.size for s in one.slices] == [3, 3, 2]
-    assert [s.size for s in two.slices] == [5, 3]
+def test_slices_fit_the_budget_in_one_shape():
+    # 10 bytes a config, 30 bytes of room: 3 configs a slice; one seed of 8 configs is cut
+    # into balanced pieces of 3, the last padded with an inactive copy
+    plan = plan_slices(np.full(8, 10), data_bytes=5, budget=35, devices=1, source="test")
+    assert [s.tolist() for s in plan.slices] == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert [p.tolist() for p in plan.padding] == [[], [], [[6, 0]]]
+    # five seeds of 2 configs, room for 5 configs: 2 seeds a slice, the last slice padded
+    # with a row of an unused seed
+    seeds = np.repeat([3, 1, 4, 0, 2], 2)
+    plan = plan_slices(np.full(10, 10), 5, 55, 1, "test", seeds=seeds)
+    assert [s.tolist() for s in plan.slices] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert [p.tolist() for p in plan.padding] == [[], [], [[8, 5]]]
+    # two devices hold 3 configs each: 3 seeds a slice
+    plan = plan_slices(np.full(10, 10), 5, 35, 2, "test", seeds=seeds)
+    assert [s.size + len(p) for s, p in zip(plan.slices, plan.padding)] == [6, 5]
+    # uneven seeds: rows as wide as the widest seed's (7), topped up where narrower
+    seeds = np.array([0] * 7 + [1] * 3 + [2] * 5)
+    plan = plan_slices(np.full(15, 10), 5, 155, 1, "test", seeds=seeds)
+    assert [s.tolist() for s in plan.slices] == [list(range(10)), list(range(10, 15))]
+    assert [p.tolist() for p in plan.padding] == [[], [[10, 2], [10, 2], [10, 3]]]
+    # programs (optimizer, batch size) are cut apart, each at its own bytes per config
+    groups = np.array([0] * 4 + [1] * 4)
+    per = np.array([10] * 4 + [15] * 4)
+    plan = plan_slices(per, 5, 35, 1, "test", groups=groups)
+    assert [s.tolist() for s in plan.slices] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    # everything fits: one slice, no padding
+    plan = plan_slices(np.full(8, 10), data_bytes=5, budget=85, devices=1, source="test")
+    assert [s.tolist() for s in plan.slices] == [list(range(8))]
+    assert plan.padding[0].size == 0
 
 
 @pytest.mark.slow
-def test_split_equals_unsplit():
+def test_split_equals_unsplit_and_compiles_once():
     problem, data = _problem()
     per = _per_config(problem, data, 8)
     train_bytes = sum(v.nbytes for v in data.values())
     kwargs = dict(space=SPACE, batch_size=8, epochs=2, validation=None, return_params=True)
     whole = jaxgd.sweep(problem, data, **kwargs)
+    before = {name: jaxgd.compile_count(name) for name in ("grouped_chunk", "init")}
     split = jaxgd.sweep(
         problem, data, **kwargs, options=jaxgd.SweepOptions(max_memory=train_bytes + 3 * per)
     )
+    # six slices of one shape ([1 seed, 3 configs]; the last of each seed padded): one
+    # chunk program and one init program, compiled once
+    assert {name: jaxgd.compile_count(name) - n for name, n in before.items()} == {
+        "grouped_chunk": 1,
+        "init": 1,
+    }
     assert len(whole.groups) == 1
     assert [g["configs"] for g in split.groups] == [
-        [0, 1, 2],
-        [3, 4, 5],
-        [6, 7, 8],
-        [9, 10, 11],
-        [12, 13, 14],
-        [15],
+        [0, 2, 4],
+        [6, 8, 10],
+        [12, 14],
+        [1, 3, 5],
+        [7, 9, 11],
+        [13, 15],
     ]
     np.testing.assert_array_equal(split.updates, whole.updates)
     for name, values in whole.history.items():
