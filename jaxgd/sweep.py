@@ -23,7 +23,14 @@ from .configs import ResolvedConfig, resolve_configs
 from .core.blocks import default_config_block, footprint
 from .core.disk_cache import use_disk_cache
 from .core.layout import Placement, to_host
-from .core.memory import MemoryPlan, config_bytes, default_budget, plan_slices
+from .core.memory import (
+    MemoryPlan,
+    compiled_bytes,
+    config_bytes,
+    correct_slices,
+    default_budget,
+    plan_slices,
+)
 from .core.state import DEFAULT_DIVERGENCE
 from .core.step import measurement_probes
 from .data import as_dataset, num_examples, split
@@ -224,10 +231,23 @@ def sweep(
             "or run fewer configs"
         )
     parts = []
-    for members, padding in zip(memory.slices, memory.padding):
-        part = [configs[i] for i in members] if len(memory.slices) > 1 else configs
+    pending = list(zip(memory.slices, memory.padding))
+    # Slices of one shape share their programs: XLA's memory analysis is read once a shape.
+    checked = set()
+    while pending:
+        members, padding = pending[0]
+        part = configs if members.size == len(configs) else [configs[i] for i in members]
         part = part + [_inactive_copy(configs[i], seed) for i, seed in padding]
         programs = STRATEGIES[strategy].plan(part, context_for(part))
+        shape = tuple((p.label, p.slot_count) for p in programs)
+        if shape not in checked and not callbacks and checkpoint_dir is None:
+            checked.add(shape)
+            measured = _compiled_bytes(programs, train, evals)
+            if measured is not None and measured > memory.budget:
+                slots = sum(p.slot_count for p in programs)
+                memory, pending = correct_slices(memory, pending, measured, slots, placement.count)
+                continue
+        pending.pop(0)
         sizes = _batch_sizes(part, epochs)
         # The last check, once every other input is known good: only then is the folder
         # claimed.
@@ -414,6 +434,23 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> 
     return plan_slices(
         per_config, data_bytes, budget, placement.count, source, groups=groups, seeds=seeds
     )
+
+
+def _compiled_bytes(programs, train, evals) -> int | None:
+    """Bytes per device the programs of a slice hold at once, from XLA's analysis of
+    their compiled chunks (``jaxgd.core.memory.compiled_bytes``; the data, an argument of
+    each, counted once); None where the backend gives no analysis. Prepares (compiles)
+    the programs, which the run loop then runs without compiling again."""
+    data_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves((train, evals)))
+    total = data_bytes
+    for program in programs:
+        program.prepare(train, evals, lambda label, seconds: None)
+        for executable in program.executables:
+            measured = compiled_bytes(executable)
+            if measured is None:
+                return None
+            total += measured - data_bytes
+    return total
 
 
 def _inactive_copy(config: ResolvedConfig, seed: int) -> ResolvedConfig:

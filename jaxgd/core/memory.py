@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import InputError
 from .blocks import footprint
 
-__all__ = ["MemoryPlan", "config_bytes", "default_budget", "plan_slices"]
+__all__ = ["MemoryPlan", "compiled_bytes", "config_bytes", "default_budget", "plan_slices"]
 
 PyTree = Any
 
@@ -56,6 +56,25 @@ def config_bytes(
     return 2 * (params_bytes + state_bytes) + step + evaluate
 
 
+def compiled_bytes(executable: jax.stages.Compiled) -> int | None:
+    """Bytes a compiled program holds on one device at its peak, from XLA's memory
+    analysis: arguments + outputs not aliased to them + temporaries + code. None where
+    the backend gives no analysis."""
+    try:
+        stats = executable.memory_analysis()
+    except (NotImplementedError, jax.errors.JaxRuntimeError):
+        return None
+    if stats is None:
+        return None
+    return int(
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        - stats.alias_size_in_bytes
+        + stats.temp_size_in_bytes
+        + stats.generated_code_size_in_bytes
+    )
+
+
 def default_budget(devices: Sequence[jax.Device]) -> tuple[int, str]:
     """Bytes per device a sweep plans to use, and where the figure comes from: the
     device's reported limit, else a share of the host's memory split among its devices."""
@@ -78,12 +97,15 @@ class MemoryPlan(NamedTuple):
         padding: per slice, ``[n, 2]`` rows ``(config copied, seed)``: inactive copies
             that give the slice the shape of the others (their results are dropped), so
             every slice reuses one compiled program.
+        groups, seeds: ``[K]`` each config's program group and seed.
         per_config: ``[K]`` bytes per config; data_bytes: the data, on every device.
         budget: bytes per device; source: where the budget comes from.
     """
 
     slices: list[np.ndarray]
     padding: list[np.ndarray]
+    groups: np.ndarray
+    seeds: np.ndarray
     per_config: np.ndarray
     data_bytes: int
     budget: int
@@ -154,8 +176,9 @@ def plan_slices(
             "SweepOptions.eval_batch_size"
         )
     if _slot_bytes(groups, seeds, per_config, devices) <= room:
+        nothing = np.zeros((0, 2), np.int64)
         return MemoryPlan(
-            [np.arange(count)], [np.zeros((0, 2), np.int64)], per_config, data_bytes, budget, source
+            [np.arange(count)], [nothing], groups, seeds, per_config, data_bytes, budget, source
         )
     slices, padding = [], []
     _, first = np.unique(groups, return_index=True)
@@ -181,4 +204,40 @@ def plan_slices(
             fill += [(piece[0][0], next(unused)) for _ in range(per_slice - len(piece))]
             slices.append(np.sort(np.concatenate(piece)))
             padding.append(np.array(fill, np.int64).reshape(-1, 2))
-    return MemoryPlan(slices, padding, per_config, data_bytes, budget, source)
+    return MemoryPlan(slices, padding, groups, seeds, per_config, data_bytes, budget, source)
+
+
+def correct_slices(
+    plan: MemoryPlan,
+    pending: list[tuple[np.ndarray, np.ndarray]],
+    measured: int,
+    slots: int,
+    devices: int,
+) -> tuple[MemoryPlan, list[tuple[np.ndarray, np.ndarray]]]:
+    """``pending`` slices ``(configs, padding)`` cut again after XLA measured the first
+    one's compiled programs at ``measured`` bytes per device, over the budget: its
+    group's configs re-planned at the measured bytes per slot (everything but the data,
+    over the ``slots`` it computes; an upper bound, as it counts the fixed part too), the
+    other groups' slices left as they were."""
+    group = plan.groups[pending[0][0][0]]
+    same = [s for s in pending if plan.groups[s[0][0]] == group]
+    others = [s for s in pending if plan.groups[s[0][0]] != group]
+    configs = np.concatenate([members for members, _ in same])
+    per_slot = -(-(measured - plan.data_bytes) * devices // slots)
+    source = f"{plan.source}; XLA's analysis of the compiled program: {per_slot:,} bytes a config"
+    again = plan_slices(
+        np.full(configs.size, per_slot),
+        plan.data_bytes,
+        plan.budget,
+        devices,
+        source,
+        seeds=plan.seeds[configs],
+    )
+    per_config = plan.per_config.copy()
+    per_config[configs] = per_slot
+    recut = [
+        (configs[members], np.column_stack([configs[fill[:, 0]], fill[:, 1]]).astype(np.int64))
+        for members, fill in zip(again.slices, again.padding)
+    ]
+    corrected = plan._replace(per_config=per_config, source=source)
+    return corrected, recut + others
