@@ -86,8 +86,3 @@ class CompiledFunction:
         _compile_seconds[self.name] += seconds
         self._cache[key] = executable
         return executable, seconds
-
-    def adopt(self, executable: jax.stages.Compiled, *args: Any, settings: Hashable) -> None:
-        """File ``executable`` (compiled for equivalent arguments, e.g. from their shapes)
-        under these arguments' signature too, so that they find it without compiling."""
-        self._cache.setdefault(self._key(args, settings), executable)

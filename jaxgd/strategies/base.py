@@ -10,8 +10,6 @@ strategy never looks inside another. Adding a strategy is one module and one lin
 from __future__ import annotations
 
 import abc
-import concurrent.futures
-import copy
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
 
 from ..configs import ResolvedConfig
 from ..core.compile import CompiledFunction
@@ -39,7 +36,6 @@ __all__ = [
     "Strategy",
     "by_optimizer",
     "initial_states",
-    "initial_state_shapes",
 ]
 
 PyTree = Any
@@ -122,29 +118,6 @@ def initial_states(layout, hyperparams, spec: ProgramSpec, on_compile, label: st
     return (layout.put(states), layout.put_rows(keys)), seconds
 
 
-def initial_state_shapes(layout, hyperparams, spec: ProgramSpec) -> tuple[Any, Any]:
-    """What ``initial_states`` returns, as shapes, dtypes and shardings only (traced, not
-    compiled): enough to compile the chunk programs while the init program compiles."""
-    seeds = jax.ShapeDtypeStruct(layout.unique_seeds.shape, jnp.int32)
-    grid = {
-        name: jax.ShapeDtypeStruct(layout.slots.shape, jnp.result_type(float))
-        for name in hyperparams[0]
-    }
-    states, keys = jax.eval_shape(
-        lambda s, h: _init(s, h, settings=(spec.problem, spec.optimizer)), seeds, grid
-    )
-    rows = NamedSharding(layout.placement.mesh, PartitionSpec())
-    return (
-        jax.tree.map(
-            lambda leaf: jax.ShapeDtypeStruct(
-                leaf.shape, leaf.dtype, sharding=layout.placement.sharding(leaf.ndim)
-            ),
-            states,
-        ),
-        jax.ShapeDtypeStruct(keys.shape, keys.dtype, sharding=rows),
-    )
-
-
 class Program(abc.ABC):
     """One compiled program over the configs ``members`` (indices into the sweep).
 
@@ -172,49 +145,9 @@ class Program(abc.ABC):
         once: the sweep's memory check may have prepared it before the run loop."""
         if self.prepared:
             return
-        shapes = self.initial_shapes()
-        if shapes is None:
-            self.place(train, evals, on_compile)
-            self.compile(on_compile)
-        else:
-            self._compile_while_placing(shapes, train, evals, on_compile)
+        self.place(train, evals, on_compile)
+        self.compile(on_compile)
         self.prepared = True
-
-    def initial_shapes(self) -> tuple[Any, Any] | None:
-        """``(states, shuffle keys)`` as ``place`` will make them, as shapes with their
-        shardings (``initial_state_shapes``); None where they are known only after it."""
-        return None
-
-    def _compile_while_placing(self, shapes, train, evals, on_compile: Callable) -> None:
-        """``place`` and ``compile`` at once: the chunk programs compile in a thread from
-        the states' shapes while this thread compiles and runs the init program (XLA
-        releases the GIL; on a cold start the two compiles are most of the time)."""
-        shadow = copy.copy(self)
-        shadow.states, shadow.shuffle_keys = shapes
-        shadow.train, shadow.evals = train, evals
-        shadow.compile_seconds, shadow.executables = 0.0, []
-        compiled: list[tuple[str, float]] = []
-        before, start = self.compile_seconds, time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            future = pool.submit(shadow.compile, lambda *labelled: compiled.append(labelled))
-            self.place(train, evals, on_compile)
-            future.result()
-        # counted as the wall time the chunk compiles added to the init's
-        overlapped = time.perf_counter() - start - (self.compile_seconds - before)
-        self.compile_seconds += min(shadow.compile_seconds, max(0.0, overlapped))
-        self.executables_by_settings = shadow.executables_by_settings
-        no_stop = np.zeros(len(self.members), bool)
-        for first, function, settings in self.chunk_programs():
-            # placed keys carry an equivalent sharding spelled otherwise: file the
-            # executable under the placed arguments too, so that they find it
-            args = self.chunk_args(first, no_stop)
-            function.adopt(self.executables_by_settings[settings], *args, settings=settings)
-        for executable in shadow.executables:
-            if executable not in self.executables:
-                self.executables.append(executable)
-        for label, seconds in compiled:
-            on_compile(label, seconds)
-        jax.block_until_ready(self.states)
 
     @abc.abstractmethod
     def place(self, train: PyTree, evals: dict[str, PyTree], on_compile: Callable) -> None:
@@ -238,8 +171,7 @@ class Program(abc.ABC):
             executable, seconds = function.compiled(*args, settings=settings)
             self.executables_by_settings[settings] = executable
             self.add_compiled(executable, seconds, on_compile, "chunk")
-        if not isinstance(jax.tree.leaves(self.states)[0], jax.ShapeDtypeStruct):
-            jax.block_until_ready(self.states)
+        jax.block_until_ready(self.states)
 
     def needs_compile(self) -> bool:
         """Whether ``compile`` would compile anything (after ``place``)."""

@@ -27,7 +27,7 @@ from ..core.state import TrainState, stop_where
 from ..core.step import GradientNoise, noise_every, train_step
 from ..data import BatchPlan, batch_indices, take
 from ..schedules import BatchSchedule
-from .base import PlanContext, Program, ProgramSpec, initial_state_shapes, initial_states
+from .base import PlanContext, Program, ProgramSpec, initial_states
 
 __all__ = ["GroupedSettings", "grouped_chunk", "GroupedProgram", "Grouped", "GROUPED"]
 
@@ -146,11 +146,6 @@ class GroupedProgram(Program):
         else:
             self.states, self.shuffle_keys = self.continue_from(self.start)
             self.start = None
-
-    def initial_shapes(self):
-        if self.start is not None:
-            return None
-        return initial_state_shapes(self.layout, self.hyperparams, self.settings_by_epoch[0])
 
     def chunk_programs(self):
         chunk = self.settings_by_epoch[0].epochs_per_chunk
