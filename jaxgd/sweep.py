@@ -240,7 +240,9 @@ def sweep(
         part = part + [_inactive_copy(configs[i], seed) for i, seed in padding]
         programs = STRATEGIES[strategy].plan(part, context_for(part))
         shape = tuple((p.label, p.slot_count) for p in programs)
-        if shape not in checked and not callbacks and checkpoint_dir is None:
+        # (not with checkpoint arguments: their checks come first, before any compile)
+        alone = not callbacks and checkpoint_dir is None and resume is False and overwrite is False
+        if shape not in checked and alone:
             checked.add(shape)
             measured = _compiled_bytes(programs, train, evals)
             if measured is not None and measured > memory.budget:
