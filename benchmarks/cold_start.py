@@ -3,6 +3,7 @@ compilation cache, against the hand-written ``jit(scan(vmap))`` compiled cold.
 
 python benchmarks/cold_start.py --out benchmarks/results       # writes cold_start.json
 python benchmarks/cold_start.py --repeats 1 --configs 4        # quick
+python benchmarks/cold_start.py --before ../main --out runs      # and another checkout's
 
 Each repeat starts fresh Python processes, interleaved in this order:
 - ``jaxgd_first``: ``jaxgd.sweep`` with an empty cache folder (compiles and writes);
@@ -75,10 +76,10 @@ def child(method: str, cache: str, configs: int, batch_size: int, epochs: int) -
     }
 
 
-def run_child(method: str, cache: str, args) -> dict:
+def run_child(method: str, cache: str, args, tree: Path = HERE.parent) -> dict:
     command = [
         sys.executable,
-        __file__,
+        str(tree / "benchmarks" / "cold_start.py"),
         "--child",
         method,
         "--cache",
@@ -90,7 +91,7 @@ def run_child(method: str, cache: str, args) -> dict:
         "--epochs",
         str(args.epochs),
     ]
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.splitlines()[-1])
 
@@ -104,16 +105,26 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another jaxgd checkout: also run its jaxgd_off, interleaved (jaxgd_off_before)",
+    )
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.cache, args.configs, args.batch_size, args.epochs)))
         return 0
     load_before = os.getloadavg()
     runs = {method: [] for method in METHODS}
+    if args.before:
+        runs["jaxgd_off_before"] = []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="jaxgd-cold-") as folder:
             for method in METHODS:
                 runs[method].append(run_child(method, folder, args))
+            if args.before:
+                before = run_child("jaxgd_off", folder, args, args.before.resolve())
+                runs["jaxgd_off_before"].append({**before, "method": "jaxgd_off_before"})
     median = {
         method: {
             key: statistics.median(r[key] for r in rs)
@@ -133,6 +144,11 @@ def main(argv=None) -> int:
         "off_over_scan_vmap_compile": median["jaxgd_off"]["compile_seconds"]
         / median["jax_scan_vmap"]["compile_seconds"],
     }
+    if args.before:
+        for key in ("first_call_seconds", "compile_seconds"):
+            summary[f"off_over_before_{key.split('_')[0]}"] = (
+                median["jaxgd_off"][key] / median["jaxgd_off_before"][key]
+            )
     report = {
         "benchmark": "cold_start",
         "workload": {
@@ -146,6 +162,7 @@ def main(argv=None) -> int:
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "repeats": args.repeats,
+        "before": str(args.before) if args.before else None,
         "median": median,
         "summary": summary,
         "runs": runs,

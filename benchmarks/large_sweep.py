@@ -7,8 +7,9 @@ python benchmarks/large_sweep.py --configs 1000 --num-examples 200       # quick
 The configs are a learning-rate x momentum grid (rates log-spaced in [1e-3, 3e-2],
 momenta in [0, 0.9], seeds 0..3). Reports the wall seconds, the slices the memory plan
 chose and the bytes it planned per config, the throughput in config-examples per second
-(configs x training examples x epochs / wall seconds, compile included and apart), and
-the process's peak resident memory (``getrusage``), with the load average and device.
+(configs x training examples x epochs / wall seconds, compile included and apart), the
+programs compiled and XLA's memory analysis of them, and the process's peak resident
+memory (``getrusage``), with the load average and device.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import jax
 import numpy as np
 
 import jaxgd
-from jaxgd.core.memory import config_bytes, default_budget
+from jaxgd.core.memory import compiled_bytes, config_bytes, default_budget
 
 
 def main(argv=None) -> int:
@@ -62,6 +63,7 @@ def main(argv=None) -> int:
         options.eval_batch_size,
         validation,
     )
+    compiles_before = {name: jaxgd.compile_count(name) for name in ("grouped_chunk", "init")}
     start = time.perf_counter()
     result = jaxgd.sweep(
         problem,
@@ -86,11 +88,15 @@ def main(argv=None) -> int:
         "epochs": args.epochs,
         "wall_seconds": wall,
         "compile_seconds": result.total_compile_seconds,
+        "compiles": {n: jaxgd.compile_count(n) - c for n, c in compiles_before.items()},
         "slices": len(result.groups),
         "slice_configs": [len(g["configs"]) for g in result.groups],
+        "slice_slots": [g["slots"] for g in result.groups],
         "budget_bytes_per_device": budget,
         "planned_bytes_per_config": planned,
-        "planned_bytes_largest_slice": planned * max(len(g["configs"]) for g in result.groups),
+        "planned_bytes_largest_slice": planned * max(g["slots"] for g in result.groups),
+        # XLA's analysis of each distinct compiled chunk program (None: not reported)
+        "compiled_bytes": sorted({compiled_bytes(e) for e in result.compiled}, key=str),
         "budget_source": source,
         "config_examples_per_second": config_examples / wall,
         "config_examples_per_second_excluding_compile": config_examples

@@ -23,7 +23,14 @@ from .configs import ResolvedConfig, resolve_configs
 from .core.blocks import default_config_block, footprint
 from .core.disk_cache import use_disk_cache
 from .core.layout import Placement, to_host
-from .core.memory import MemoryPlan, config_bytes, default_budget, plan_slices
+from .core.memory import (
+    MemoryPlan,
+    compiled_bytes,
+    config_bytes,
+    correct_slices,
+    default_budget,
+    plan_slices,
+)
 from .core.state import DEFAULT_DIVERGENCE
 from .core.step import measurement_probes
 from .data import as_dataset, num_examples, split
@@ -224,9 +231,25 @@ def sweep(
             "or run fewer configs"
         )
     parts = []
-    for members in memory.slices:
-        part = [configs[i] for i in members] if len(memory.slices) > 1 else configs
+    pending = list(zip(memory.slices, memory.padding))
+    # Slices of one shape share their programs: XLA's memory analysis is read once a shape.
+    checked = set()
+    while pending:
+        members, padding = pending[0]
+        part = configs if members.size == len(configs) else [configs[i] for i in members]
+        part = part + [_inactive_copy(configs[i], seed) for i, seed in padding]
         programs = STRATEGIES[strategy].plan(part, context_for(part))
+        shape = tuple((p.label, p.slot_count) for p in programs)
+        # (not with checkpoint arguments: their checks come first, before any compile)
+        alone = not callbacks and checkpoint_dir is None and resume is False and overwrite is False
+        if shape not in checked and alone:
+            checked.add(shape)
+            measured = _compiled_bytes(programs, train, evals)
+            if measured is not None and measured > memory.budget:
+                slots = sum(p.slot_count for p in programs)
+                memory, pending = correct_slices(memory, pending, measured, slots, placement.count)
+                continue
+        pending.pop(0)
         sizes = _batch_sizes(part, epochs)
         # The last check, once every other input is known good: only then is the folder
         # claimed.
@@ -392,17 +415,50 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> 
         budget, source = options.max_memory, "SweepOptions.max_memory"
     example = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), train)
     eval_examples = max((num_examples(e) for e in evals.values()), default=0)
-    keys = [
-        (c.optimizer, c.batch_size if type(c.batch_size) is int else max(c.batch_sizes(epochs)))
-        for c in configs
-    ]
+    programs = {}  # (optimizer, batch size or schedule): the configs of one program
+    groups = np.array(
+        [programs.setdefault((c.optimizer, c.batch_size), len(programs)) for c in configs]
+    )
     cost = {
-        key: config_bytes(problem, key[0], example, key[1], options.eval_batch_size, eval_examples)
-        for key in dict.fromkeys(keys)
+        index: config_bytes(
+            problem,
+            optimizer,
+            example,
+            size if type(size) is int else max(size.per_epoch(epochs)),
+            options.eval_batch_size,
+            eval_examples,
+        )
+        for (optimizer, size), index in programs.items()
     }
-    per_config = np.array([cost[key] for key in keys], np.int64)
+    per_config = np.array([cost[g] for g in range(len(programs))], np.int64)[groups]
+    seeds = np.array([c.seed for c in configs], np.int64)
     data_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves((train, evals)))
-    return plan_slices(per_config, data_bytes, budget, placement.count, source)
+    return plan_slices(
+        per_config, data_bytes, budget, placement.count, source, groups=groups, seeds=seeds
+    )
+
+
+def _compiled_bytes(programs, train, evals) -> int | None:
+    """Bytes per device the programs of a slice hold at once, from XLA's analysis of
+    their compiled chunks (``jaxgd.core.memory.compiled_bytes``; the data, an argument of
+    each, counted once); None where the backend gives no analysis. Prepares (compiles)
+    the programs, which the run loop then runs without compiling again."""
+    data_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves((train, evals)))
+    total = data_bytes
+    for program in programs:
+        program.prepare(train, evals, lambda label, seconds: None)
+        for executable in program.executables:
+            measured = compiled_bytes(executable)
+            if measured is None:
+                return None
+            total += measured - data_bytes
+    return total
+
+
+def _inactive_copy(config: ResolvedConfig, seed: int) -> ResolvedConfig:
+    """A copy of ``config`` with ``seed`` that pads a memory slice to the shape of the
+    others (``jaxgd.core.memory.plan_slices``); its results are dropped."""
+    return dataclasses.replace(config, seed=int(seed), row={**config.row, "seed": int(seed)})
 
 
 def _merge(parts, count: int) -> LoopResult:
@@ -416,7 +472,7 @@ def _merge(parts, count: int) -> LoopResult:
         def one(*leaves):
             out = np.empty((count,) + leaves[0].shape[1:], leaves[0].dtype)
             for (members, _), leaf in zip(parts, leaves):
-                out[members] = leaf
+                out[members] = leaf[: members.size]  # after them: inactive padding
             return out
 
         return jax.tree.map(one, *[field(part) for _, part in parts])
@@ -431,11 +487,18 @@ def _merge(parts, count: int) -> LoopResult:
         programs=[program for _, part in parts for program in part.programs],
         report=parts[-1][1].report,
         groups=[
-            {**group, "configs": members[np.asarray(group["configs"], np.int64)].tolist()}
+            {**group, "configs": _active(members, group["configs"])}
             for members, part in parts
             for group in part.groups
         ],
     )
+
+
+def _active(members: np.ndarray, positions: Sequence[int]) -> list[int]:
+    """The sweep's indices of a slice's configs at ``positions``, inactive padding (the
+    positions after ``members``) left out."""
+    positions = np.asarray(positions, np.int64)
+    return members[positions[positions < members.size]].tolist()
 
 
 def _options_record(options: SweepOptions) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import InputError
 from .blocks import footprint
 
-__all__ = ["MemoryPlan", "config_bytes", "default_budget", "plan_slices"]
+__all__ = ["MemoryPlan", "compiled_bytes", "config_bytes", "default_budget", "plan_slices"]
 
 PyTree = Any
 
@@ -56,6 +56,25 @@ def config_bytes(
     return 2 * (params_bytes + state_bytes) + step + evaluate
 
 
+def compiled_bytes(executable: jax.stages.Compiled) -> int | None:
+    """Bytes a compiled program holds on one device at its peak, from XLA's memory
+    analysis: arguments + outputs not aliased to them + temporaries + code. None where
+    the backend gives no analysis."""
+    try:
+        stats = executable.memory_analysis()
+    except (NotImplementedError, jax.errors.JaxRuntimeError):
+        return None
+    if stats is None:
+        return None
+    return int(
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        - stats.alias_size_in_bytes
+        + stats.temp_size_in_bytes
+        + stats.generated_code_size_in_bytes
+    )
+
+
 def default_budget(devices: Sequence[jax.Device]) -> tuple[int, str]:
     """Bytes per device a sweep plans to use, and where the figure comes from: the
     device's reported limit, else a share of the host's memory split among its devices."""
@@ -71,31 +90,83 @@ def default_budget(devices: Sequence[jax.Device]) -> tuple[int, str]:
 
 
 class MemoryPlan(NamedTuple):
-    """Configs in sequential slices that fit the budget.
+    """Configs in sequential slices that fit the budget, each slice of one shape.
 
     Attributes:
         slices: config indices of each slice, in order.
+        padding: per slice, ``[n, 2]`` rows ``(config copied, seed)``: inactive copies
+            that give the slice the shape of the others (their results are dropped), so
+            every slice reuses one compiled program.
+        groups, seeds: ``[K]`` each config's program group and seed.
         per_config: ``[K]`` bytes per config; data_bytes: the data, on every device.
         budget: bytes per device; source: where the budget comes from.
     """
 
     slices: list[np.ndarray]
+    padding: list[np.ndarray]
+    groups: np.ndarray
+    seeds: np.ndarray
     per_config: np.ndarray
     data_bytes: int
     budget: int
     source: str
 
 
-def plan_slices(
-    per_config: np.ndarray, data_bytes: int, budget: int, devices: int, source: str
-) -> MemoryPlan:
-    """Cut configs ``0..K-1`` (in order) into slices each within ``budget`` per device.
+def _seed_rows(members: np.ndarray, seeds: np.ndarray) -> list[np.ndarray]:
+    """``members`` split by seed, in order of first appearance (``core.layout.SeedLayout``'s
+    rows)."""
+    unique, first, inverse = np.unique(seeds[members], return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    return [members[inverse == row] for row in order]
 
-    A slice's configs are spread evenly over ``devices``, each of which also holds the
-    data: a slice fits when ``ceil(sum(bytes) / devices) + data <= budget``, up to the
-    rounding of configs to devices (the largest config is counted once more).
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _slot_bytes(groups: np.ndarray, seeds: np.ndarray, per_config: np.ndarray, devices: int):
+    """Bytes per device of the slots all configs take at once: per group, seeds x the
+    widest seed's configs (rounded up to the devices) x its bytes per config."""
+    total = 0
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        rows = _seed_rows(members, seeds)
+        width = _round_up(max(r.size for r in rows), devices)
+        total += len(rows) * (width // devices) * int(per_config[members].max())
+    return total
+
+
+def plan_slices(
+    per_config: np.ndarray,
+    data_bytes: int,
+    budget: int,
+    devices: int,
+    source: str,
+    *,
+    groups: np.ndarray | None = None,
+    seeds: np.ndarray | None = None,
+) -> MemoryPlan:
+    """Cut configs ``0..K-1`` into sequential slices each within ``budget`` per device.
+
+    Configs run on ``[seeds, configs per seed]`` slots per program (``core.layout``), the
+    slot axis spread over ``devices``, each of which also holds the data. ``groups`` (one
+    id per program a strategy would build: optimizer family and batch size) and
+    ``seeds`` give that layout; default: one group, one seed. When everything does not
+    fit at once, each group is cut on its own into slices of one shape ``[U, M]``:
+
+    - a seed's configs all fit in a row (``M`` = the most configs of a seed): ``U`` seeds
+      per slice, as many as fit, balanced; the last slice is padded with rows of unused
+      seeds and every slice's widest row to ``M``;
+    - otherwise one row per slice: each seed cut into pieces of ``M`` configs, with ``M``
+      the balanced piece size for the widest seed; short pieces are padded to ``M``.
+
+    Padding copies a config of the slice (inactive: its results are dropped), so a split
+    sweep compiles once per group, not once per slice.
     """
     per_config = np.asarray(per_config, np.int64)
+    count = per_config.size
+    groups = np.zeros(count, np.int64) if groups is None else np.asarray(groups)
+    seeds = np.zeros(count, np.int64) if seeds is None else np.asarray(seeds, np.int64)
     room = budget - data_bytes
     if per_config.max() > room:
         raise InputError(
@@ -104,15 +175,69 @@ def plan_slices(
             f"all ({source}); raise max_memory, or lower the batch_size or "
             "SweepOptions.eval_batch_size"
         )
-    capacity = room * devices - per_config.max() * (devices - 1)
-    if capacity < per_config.max():
-        capacity = per_config.max()
-    cumulative = np.cumsum(per_config)
-    slices, start = [], 0
-    while start < per_config.size:
-        base = cumulative[start - 1] if start else 0
-        stop = int(np.searchsorted(cumulative, base + capacity, side="right"))
-        stop = max(stop, start + 1)
-        slices.append(np.arange(start, stop))
-        start = stop
-    return MemoryPlan(slices, per_config, data_bytes, budget, source)
+    if _slot_bytes(groups, seeds, per_config, devices) <= room:
+        nothing = np.zeros((0, 2), np.int64)
+        return MemoryPlan(
+            [np.arange(count)], [nothing], groups, seeds, per_config, data_bytes, budget, source
+        )
+    slices, padding = [], []
+    _, first = np.unique(groups, return_index=True)
+    for group in groups[np.sort(first)]:
+        members = np.flatnonzero(groups == group)
+        rows = _seed_rows(members, seeds)
+        capacity = devices * int(room // per_config[members].max())  # slots per slice
+        most = max(r.size for r in rows)
+        if _round_up(most, devices) <= capacity:
+            width = _round_up(most, devices)
+            count_slices = -(-len(rows) // (capacity // width))
+            per_slice = -(-len(rows) // count_slices)
+            pieces = [rows[i : i + per_slice] for i in range(0, len(rows), per_slice)]
+        else:
+            parts = -(-most // capacity)
+            width = _round_up(-(-most // parts), devices)
+            pieces = [[row[i : i + width]] for row in rows for i in range(0, row.size, width)]
+            per_slice = 1
+        unused = iter(sorted(set(range(len(rows) + per_slice)) - set(seeds[members].tolist())))
+        for piece in pieces:
+            widest = max(piece, key=np.size)
+            fill = [(widest[0], seeds[widest[0]])] * (min(most, width) - widest.size)
+            fill += [(piece[0][0], next(unused)) for _ in range(per_slice - len(piece))]
+            slices.append(np.sort(np.concatenate(piece)))
+            padding.append(np.array(fill, np.int64).reshape(-1, 2))
+    return MemoryPlan(slices, padding, groups, seeds, per_config, data_bytes, budget, source)
+
+
+def correct_slices(
+    plan: MemoryPlan,
+    pending: list[tuple[np.ndarray, np.ndarray]],
+    measured: int,
+    slots: int,
+    devices: int,
+) -> tuple[MemoryPlan, list[tuple[np.ndarray, np.ndarray]]]:
+    """``pending`` slices ``(configs, padding)`` cut again after XLA measured the first
+    one's compiled programs at ``measured`` bytes per device, over the budget: its
+    group's configs re-planned at the measured bytes per slot (everything but the data,
+    over the ``slots`` it computes; an upper bound, as it counts the fixed part too), the
+    other groups' slices left as they were."""
+    group = plan.groups[pending[0][0][0]]
+    same = [s for s in pending if plan.groups[s[0][0]] == group]
+    others = [s for s in pending if plan.groups[s[0][0]] != group]
+    configs = np.concatenate([members for members, _ in same])
+    per_slot = -(-(measured - plan.data_bytes) * devices // slots)
+    source = f"{plan.source}; XLA's analysis of the compiled program: {per_slot:,} bytes a config"
+    again = plan_slices(
+        np.full(configs.size, per_slot),
+        plan.data_bytes,
+        plan.budget,
+        devices,
+        source,
+        seeds=plan.seeds[configs],
+    )
+    per_config = plan.per_config.copy()
+    per_config[configs] = per_slot
+    recut = [
+        (configs[members], np.column_stack([configs[fill[:, 0]], fill[:, 1]]).astype(np.int64))
+        for members, fill in zip(again.slices, again.padding)
+    ]
+    corrected = plan._replace(per_config=per_config, source=source)
+    return corrected, recut + others

@@ -133,6 +133,7 @@ class Program(abc.ABC):
         self.compile_seconds = 0.0
         self.run_seconds = 0.0
         self.executables: list[jax.stages.Compiled] = []
+        self.prepared = False
 
     @property
     def slot_count(self) -> int:
@@ -140,9 +141,13 @@ class Program(abc.ABC):
         return int(self.layout.slots.size)
 
     def prepare(self, train: PyTree, evals: dict[str, PyTree], on_compile: Callable) -> None:
-        """Initialise and compile (``on_compile(label, seconds)`` for each new executable)."""
+        """Initialise and compile (``on_compile(label, seconds)`` for each new executable);
+        once: the sweep's memory check may have prepared it before the run loop."""
+        if self.prepared:
+            return
         self.place(train, evals, on_compile)
         self.compile(on_compile)
+        self.prepared = True
 
     @abc.abstractmethod
     def place(self, train: PyTree, evals: dict[str, PyTree], on_compile: Callable) -> None:
