@@ -171,21 +171,22 @@ class HostData:
     ):
         from .datafiles import load_npy
 
-        def open_leaf(leaf):
+        def open_leaf(path, leaf):
             if isinstance(leaf, (str, os.PathLike)):
                 return load_npy(leaf)
             if isinstance(leaf, np.ndarray):
                 return leaf
             raise InputError(
-                f"HostData leaf {_short(leaf)}: expected a NumPy array (np.memmap included) "
-                "or the path of a .npy file; device arrays are device data already, pass "
-                "them without HostData"
+                f"HostData leaf {jax.tree_util.keystr(path) or '(the data itself)'} is a "
+                f"{type(leaf).__name__}: expected a NumPy array (np.memmap included) or the "
+                "path of a .npy file; device arrays are device data already, pass them "
+                "without HostData"
             )
 
         if window_steps is not None:
             check_positive_int("window_steps", window_steps)
         check_positive_int("window_bytes", window_bytes)
-        self.arrays = jax.tree.map(
+        self.arrays = jax.tree_util.tree_map_with_path(
             open_leaf, arrays, is_leaf=lambda leaf: isinstance(leaf, (str, os.PathLike))
         )
         self.window_steps = window_steps
@@ -265,11 +266,6 @@ class HostData:
     def __repr__(self) -> str:
         shapes = jax.tree.map(lambda leaf: tuple(leaf.shape), self.arrays)
         return f"HostData({shapes}, num_examples={self.num_examples})"
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def split(data: PyTree, fraction: float, seed: int = 0) -> tuple[PyTree, PyTree]:

@@ -2,11 +2,15 @@
 same orders, batches, masks and steps, so the same results, bitwise on the CPU, whatever
 the window of steps, the chunk size or the file the data is mapped from."""
 
+import textwrap
+
 import jax
 import numpy as np
 import pytest
 
 import jaxgd
+from jaxgd import runfile
+from jaxgd.cli import main
 from jaxgd.core.memory import config_bytes
 from jaxgd.data import HostData, host_batch_indices
 
@@ -150,3 +154,36 @@ def test_windows_fit_their_bytes_and_the_memory_plan_leaves_the_data_out():
             validation=None,
             options=options,
         )
+
+
+def test_run_file_streams_with_stream_true(tmp_path, on_device):
+    np.save(tmp_path / "x.npy", DATA["x"])
+    np.save(tmp_path / "y.npy", DATA["y"])
+    text = """\
+        [problem]
+        name = "mlp"
+        options = {layer_sizes = [4, 8, 3]}
+
+        [data]
+        inputs = "x.npy"
+        targets = "y.npy"
+        num_classes = 3
+        stream = true
+
+        [sweep]
+        epochs = 4
+        batch_size = 10
+        validation = 0.2
+
+        [space.parameters]
+        learning_rate = [0.1, 0.03]
+        momentum = [0.0, 0.9]
+        seed = [0, 1, 2]
+        """
+    (tmp_path / "sweep.toml").write_text(textwrap.dedent(text))
+    plan = runfile.load(tmp_path / "sweep.toml")
+    assert isinstance(plan.data, HostData) and isinstance(plan.data.arrays["x"], np.memmap)
+    assert main(["run", str(tmp_path / "sweep.toml"), "--quiet", "--out", str(tmp_path / "o")]) == 0
+    saved = jaxgd.SweepResult.load(tmp_path / "o" / "result")
+    assert saved.strategy == "streamed"
+    np.testing.assert_array_equal(saved.history["val_loss"], on_device.history["val_loss"])

@@ -6,6 +6,7 @@ import math
 import pathlib
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -65,6 +66,8 @@ ints = jaxgd.Problem(
     init=lambda key: {"w": jnp.zeros(1, jnp.int32)},
     loss=lambda p, ex: jnp.sum(p["w"] * ex["x"]).astype(jnp.float32),
 )
+
+host_data = jaxgd.HostData(jax.tree.map(np.asarray, data))
 
 # (README id, sweep arguments, a regular expression the message must match)
 CASES = [
@@ -207,6 +210,16 @@ CASES = [
     ("divergence-not-number", case(divergence="big"), r"divergence='big'"),
     ("resume-without-folder", case(resume=True), r"resume=True needs checkpoint_dir="),
     ("checkpoint-dir-not-a-path", case(checkpoint_dir=3), r"checkpoint_dir=3: expected a folder"),
+    (
+        "strategy-cannot-stream",
+        case(data=host_data, options=jaxgd.SweepOptions(strategy="nested")),
+        r"strategy='nested' cannot stream jaxgd.HostData",
+    ),
+    (
+        "stream-norm-test",
+        case(data=host_data, space=[{"learning_rate": 0.1, "norm_test": 0.5}]),
+        r"norm_test \(adaptive batch size\) cannot stream host data",
+    ),
 ]
 
 
@@ -376,8 +389,19 @@ def test_best_refuses_unknown_metric_mode_and_over(tmp_path):
         result.best("train_loss", over="lr")
 
 
+def test_host_data_refuses_device_arrays_and_bad_windows():
+    with pytest.raises(
+        jaxgd.InputError, match=r"HostData leaf \[.x.\] is a ArrayImpl: expected a NumPy array"
+    ):
+        jaxgd.HostData({"x": jnp.zeros((4, 2))})
+    with pytest.raises(jaxgd.InputError, match=r"window_steps=0: must be a positive integer"):
+        jaxgd.HostData({"x": np.zeros((4, 2))}, window_steps=0)
+
+
 # Entries of the README table checked by the named tests above rather than a sweep call.
 OTHER_CASES = [
+    "host-data-not-array",
+    "host-data-window-steps",
     "sample-without-sample-seed",
     "save-over-a-saved-result",
     "load-incomplete",
