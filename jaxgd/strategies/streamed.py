@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from ..configs import ResolvedConfig
 from ..core.compile import CompiledFunction
@@ -160,52 +161,66 @@ class StreamedProgram(GroupedProgram):
 
     # -- compiling ------------------------------------------------------------------------
 
-    def program_args(self):
-        """``(function, args, settings)`` of every program it runs, with placeholder
-        batches shaped and placed like the real ones."""
+    def visit_programs(self, visit: Callable) -> None:
+        """``visit(function, args, settings)`` for every program it runs, with abstract
+        batches (``jax.ShapeDtypeStruct``: nothing allocated) shaped and placed like the
+        real ones; ``visit`` returns the executable, or None to stop."""
         stop = self.layout.put(self.layout.to_slots(np.zeros(len(self.members), bool)))
+        replicated = NamedSharding(self.layout.placement.mesh, PartitionSpec())
         seeds = len(self.layout.unique_seeds)
-        example = self.train.example
+
+        def abstract(shape, dtype):
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=replicated)
+
         for settings in dict.fromkeys(self.settings_by_epoch):
-            yield (
-                _ORDERS,
-                (self.shuffle_keys, self.layout.put_rows(np.int32(0))),
-                self.orders_settings(settings),
-            )
+            orders_args = (self.shuffle_keys, abstract((), np.int32))
+            if visit(_ORDERS, orders_args, self.orders_settings(settings)) is None:
+                return
             windows = self.windows(settings)
             window_metrics = {}
             for steps in dict.fromkeys(steps for _, steps in windows):
                 shape = (steps, seeds, settings.plan.batch_size)
                 batches = jax.tree.map(
-                    lambda s, shape=shape: np.zeros(shape + s.shape, s.dtype), example
+                    lambda s, shape=shape: abstract(shape + s.shape, s.dtype), self.train.example
                 )
-                placeholders = self.layout.put_rows(
-                    (batches, np.zeros(shape, bool), np.arange(steps, dtype=np.int32))
+                args = (
+                    self.states,
+                    stop,
+                    batches,
+                    abstract(shape, bool),
+                    abstract(shape[:1], np.int32),
                 )
-                args = (self.states, stop, *placeholders)
-                yield _WINDOW, args, settings
-                metrics = jax.eval_shape(
-                    lambda *a, s=settings: stream_window(*a, settings=s)[1], *args
-                )
-                window_metrics[steps] = self.layout.put(
-                    jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metrics), axis=1
-                )
+                executable = visit(_WINDOW, args, settings)
+                if executable is None:
+                    return
+                window_metrics[steps] = executable.out_info[1]  # the metrics, as they come
             windows_args = tuple(window_metrics[steps] for _, steps in windows)
-            yield _EPOCH_END, (self.states, windows_args, self.evals), settings
+            if visit(_EPOCH_END, (self.states, windows_args, self.evals), settings) is None:
+                return
 
     def compile(self, on_compile: Callable) -> None:
         self.executables_by_key = {}
-        for function, args, settings in self.program_args():
+
+        def visit(function, args, settings):
             executable, seconds = function.compiled(*args, settings=settings)
             self.executables_by_key[(function.name, settings, _shape_key(args))] = executable
             self.add_compiled(executable, seconds, on_compile, function.name)
+            return executable
+
+        self.visit_programs(visit)
         jax.block_until_ready(self.states)
 
     def needs_compile(self) -> bool:
-        return not all(
-            function.is_cached(*args, settings=settings)
-            for function, args, settings in self.program_args()
-        )
+        missing = []
+
+        def visit(function, args, settings):
+            if not function.is_cached(*args, settings=settings):
+                missing.append(function.name)
+                return None
+            return function.compiled(*args, settings=settings)[0]  # cached: no compile
+
+        self.visit_programs(visit)
+        return bool(missing)
 
     def chunk_programs(self):
         return []  # compile() above compiles the window, epoch-end and orders programs
