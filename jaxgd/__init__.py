@@ -8,6 +8,7 @@ from . import report as report
 from . import science as science
 from .core.compile import compile_count as compile_count
 from .data import BatchPlan as BatchPlan
+from .data import HostData as HostData
 from .data import split as split
 from .errors import InputError as InputError
 from .optimizers import Optimizer as Optimizer
@@ -43,6 +44,7 @@ __all__ = [
     "Callback",
     "ChunkReport",
     "EarlyStopping",
+    "HostData",
     "InputError",
     "Optimizer",
     "Problem",

@@ -1,8 +1,13 @@
 """Datasets and batch plans.
 
-A dataset is a pytree of arrays sharing a leading example axis, placed on the device
-once. Each epoch visits a permutation of the examples drawn with ``jax.random`` inside
-the compiled program; a ``BatchPlan`` cuts it into steps. Without ``drop_last`` the last
+A dataset comes from one of two sources. Device data, a pytree of arrays sharing a
+leading example axis, is placed on the device once and each step gathers its batch there.
+``HostData`` stays in host memory (memory-mapped ``.npy`` files included) and is streamed
+to the device a window of steps' batches at a time, for training sets larger than the
+device's memory. Both answer ``num_examples`` and ``example_of``.
+
+Each epoch visits a permutation of the examples drawn with ``jax.random`` from the seed
+and the epoch; a ``BatchPlan`` cuts it into steps. Without ``drop_last`` the last
 batch is partial: it is padded to the batch size and masked, so its update is the mean
 over exactly the remaining examples (N=1050, batch 100: 11 updates, the last over 50).
 """
@@ -11,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -22,11 +29,15 @@ from .errors import InputError
 
 __all__ = [
     "BatchPlan",
+    "HostData",
     "as_dataset",
+    "device_dtype",
+    "example_of",
     "num_examples",
     "split",
     "epoch_order",
     "batch_indices",
+    "host_batch_indices",
     "take",
 ]
 
@@ -73,6 +84,8 @@ class BatchPlan:
 
 def num_examples(data: PyTree) -> int:
     """The length of the shared leading axis; refuses leaves that disagree."""
+    if isinstance(data, HostData):
+        return data.num_examples
     leaves = jax.tree.leaves(data)
     if not leaves:
         raise InputError("the dataset is empty: expected a pytree of arrays, got no leaves")
@@ -83,24 +96,176 @@ def num_examples(data: PyTree) -> int:
     return int(sizes.pop())
 
 
+def device_dtype(dtype: Any, float_dtype: Any | None = None) -> np.dtype:
+    """The dtype a leaf takes on the device: floating leaves become ``float_dtype``
+    (default: JAX's default float, float32 unless x64 is on), 64-bit integers int32;
+    other integer and boolean leaves (labels) keep their type."""
+    dtype = np.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.floating):
+        return np.dtype(float_dtype or jnp.result_type(float))
+    if jnp.issubdtype(dtype, jnp.integer) and dtype.itemsize == 8:
+        return np.dtype(jnp.int32)
+    return dtype
+
+
+def example_of(data: PyTree) -> PyTree:
+    """One example's shapes and device dtypes (``jax.ShapeDtypeStruct`` leaves), of device
+    data or ``HostData``."""
+    if isinstance(data, HostData):
+        return data.example
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), data)
+
+
 def as_dataset(data: PyTree, dtype: Any | None = None) -> PyTree:
     """Check the example axis and place every leaf on the default device once.
 
-    Floating leaves are cast to ``dtype`` (default: JAX's default float, float32
-    unless x64 is on); integer and boolean leaves (labels) keep their type.
+    Leaves take ``device_dtype`` (floats as ``dtype``, default JAX's default float).
     """
     num_examples(data)
-    float_dtype = dtype or jnp.result_type(float)
 
     def place(leaf):
         leaf = np.asarray(leaf) if not isinstance(leaf, jax.Array) else leaf
-        if jnp.issubdtype(leaf.dtype, jnp.floating):
-            leaf = leaf.astype(float_dtype)
-        elif jnp.issubdtype(leaf.dtype, jnp.integer) and leaf.dtype.itemsize == 8:
-            leaf = leaf.astype(jnp.int32)
-        return jax.device_put(leaf)
+        return jax.device_put(leaf.astype(device_dtype(leaf.dtype, dtype)))
 
     return jax.tree.map(place, data)
+
+
+# Default bytes of one window of batches on the device (two are held: the one training
+# and the next, put while it trains).
+WINDOW_BYTES = 64 * 2**20
+
+
+class HostData:
+    """Training data kept in host memory and streamed to the device in windows of steps.
+
+    For a training set larger than the device's memory: ``jaxgd.sweep(problem,
+    jaxgd.HostData(...), ...)`` keeps it on the host (memory-mapped files are read as
+    the batches are gathered) and puts on the device only a window of steps' batches at
+    a time, the next window while the current one trains. The epochs' orders and
+    batches are those of the same arrays given as device data, so the results are too.
+
+    Args:
+        arrays: a pytree of arrays with a shared leading example axis (NumPy arrays,
+            ``np.memmap`` included), or of paths of ``.npy`` files, which are
+            memory-mapped read-only (``jaxgd.datafiles.load_npy``).
+        window_steps: steps whose batches go to the device together (default: as many
+            as fit ``window_bytes``, at most an epoch).
+        window_bytes: the cap on one window's bytes on the device (default 64 MiB).
+        rows: only these examples (positions along the example axis), e.g. the training
+            part of a ``split``.
+
+    Example:
+        >>> import numpy as np
+        >>> data = HostData({"x": np.zeros((10, 3)), "y": np.arange(10)}, window_steps=2)
+        >>> data.num_examples, data.example["x"].shape
+        (10, (3,))
+    """
+
+    def __init__(
+        self,
+        arrays: PyTree,
+        *,
+        window_steps: int | None = None,
+        window_bytes: int = WINDOW_BYTES,
+        rows: np.ndarray | None = None,
+    ):
+        from .datafiles import load_npy
+
+        def open_leaf(path, leaf):
+            if isinstance(leaf, (str, os.PathLike)):
+                return load_npy(leaf)
+            if isinstance(leaf, np.ndarray):
+                return leaf
+            raise InputError(
+                f"HostData leaf {jax.tree_util.keystr(path) or '(the data itself)'} is a "
+                f"{type(leaf).__name__}: expected a NumPy array (np.memmap included) or the "
+                "path of a .npy file; device arrays are device data already, pass them "
+                "without HostData"
+            )
+
+        if window_steps is not None:
+            check_positive_int("window_steps", window_steps)
+        check_positive_int("window_bytes", window_bytes)
+        self.arrays = jax.tree_util.tree_map_with_path(
+            open_leaf, arrays, is_leaf=lambda leaf: isinstance(leaf, (str, os.PathLike))
+        )
+        self.window_steps = window_steps
+        self.window_bytes = int(window_bytes)
+        self.rows = None if rows is None else np.asarray(rows, np.int64)
+        if not jax.tree.leaves(self.arrays):
+            raise InputError("HostData has no arrays: expected a pytree of arrays or .npy paths")
+
+    @property
+    def num_examples(self) -> int:
+        """Examples it holds (those of ``rows`` if it is a subset)."""
+        if self.rows is not None:
+            return int(self.rows.size)
+        return num_examples(self.arrays)
+
+    @property
+    def example(self) -> PyTree:
+        """One example's shapes and device dtypes."""
+        return jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], device_dtype(leaf.dtype)),
+            self.arrays,
+        )
+
+    @property
+    def example_bytes(self) -> int:
+        """Bytes of one example on the device."""
+        return sum(
+            math.prod(leaf.shape) * leaf.dtype.itemsize for leaf in jax.tree.leaves(self.example)
+        )
+
+    def steps_per_window(self, plan: BatchPlan, seeds: int) -> int:
+        """Steps per window: ``window_steps``, else as many steps of ``seeds`` batches
+        (and their masks) as fit ``window_bytes``, at least one, at most an epoch."""
+        if self.window_steps is not None:
+            return min(self.window_steps, plan.steps_per_epoch)
+        step_bytes = seeds * plan.batch_size * (self.example_bytes + 1) + 4
+        return max(1, min(plan.steps_per_epoch, self.window_bytes // step_bytes))
+
+    def window_nbytes(self, plan: BatchPlan, seeds: int) -> int:
+        """Bytes of one window on the device."""
+        steps = self.steps_per_window(plan, seeds)
+        return steps * (seeds * plan.batch_size * (self.example_bytes + 1) + 4)
+
+    def gather(self, indices: np.ndarray) -> PyTree:
+        """Examples ``indices`` (any shape) as device-dtype NumPy arrays of shape
+        ``indices.shape + example shape``, read from the arrays (fancy indexing)."""
+        indices = np.asarray(indices)
+        flat = indices.reshape(-1)
+        if self.rows is not None:
+            flat = self.rows[flat]
+
+        def one(leaf):
+            values = np.asarray(leaf[flat])
+            values = values.astype(device_dtype(values.dtype), copy=False)
+            return values.reshape(indices.shape + leaf.shape[1:])
+
+        return jax.tree.map(one, self.arrays)
+
+    def subset(self, rows: np.ndarray) -> HostData:
+        """The examples ``rows`` (positions in this data), still on the host."""
+        rows = np.asarray(rows, np.int64)
+        if self.rows is not None:
+            rows = self.rows[rows]
+        return HostData(
+            self.arrays, window_steps=self.window_steps, window_bytes=self.window_bytes, rows=rows
+        )
+
+    def blocks(self, examples: int = 2**16) -> Iterator[tuple[int, PyTree]]:
+        """``(first example, arrays)`` of consecutive blocks of ``examples`` rows in memory,
+        as stored (dtypes unchanged): for checks and digests that read everything once."""
+        total = self.num_examples
+        for start in range(0, total, examples):
+            stop = min(start + examples, total)
+            rows = slice(start, stop) if self.rows is None else self.rows[start:stop]
+            yield start, jax.tree.map(lambda leaf, rows=rows: np.asarray(leaf[rows]), self.arrays)
+
+    def __repr__(self) -> str:
+        shapes = jax.tree.map(lambda leaf: tuple(leaf.shape), self.arrays)
+        return f"HostData({shapes}, num_examples={self.num_examples})"
 
 
 def split(data: PyTree, fraction: float, seed: int = 0) -> tuple[PyTree, PyTree]:
@@ -120,6 +285,8 @@ def split(data: PyTree, fraction: float, seed: int = 0) -> tuple[PyTree, PyTree]
         )
     order = np.random.default_rng(seed).permutation(n)
     train_idx, val_idx = np.sort(order[held_out:]), np.sort(order[:held_out])
+    if isinstance(data, HostData):  # training stays on the host, validation is loaded
+        return data.subset(train_idx), data.gather(val_idx)
     return (
         jax.tree.map(lambda x: np.asarray(x)[train_idx], data),
         jax.tree.map(lambda x: np.asarray(x)[val_idx], data),
@@ -137,6 +304,7 @@ def batch_indices(plan: BatchPlan, order: jax.Array) -> tuple[jax.Array, jax.Arr
     """Cut an epoch's ``order`` into ``[steps, batch_size]`` indices and a mask.
 
     Padding slots point at example 0 (any valid index works) and are masked out.
+    ``host_batch_indices`` is the same rule on the host, for some of the steps.
     """
     used = plan.steps_per_epoch * plan.batch_size
     if used > plan.num_examples:
@@ -144,6 +312,21 @@ def batch_indices(plan: BatchPlan, order: jax.Array) -> tuple[jax.Array, jax.Arr
     mask = jnp.arange(used) < plan.examples_per_epoch
     shape = (plan.steps_per_epoch, plan.batch_size)
     return order[:used].reshape(shape), mask.reshape(shape)
+
+
+def host_batch_indices(
+    plan: BatchPlan, orders: np.ndarray, first_step: int, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``batch_indices`` of steps ``first_step .. first_step + steps - 1`` on the host, for
+    each seed's order: ``orders`` ``[U, N]`` to indices ``[steps, U, B]`` and a mask
+    ``[steps, U, B]`` (padding slots at example 0, masked out)."""
+    positions = np.arange(first_step * plan.batch_size, (first_step + steps) * plan.batch_size)
+    positions = positions.reshape(steps, plan.batch_size)
+    inside = positions < plan.num_examples
+    indices = np.where(inside, orders[:, np.where(inside, positions, 0)], 0)
+    mask = positions < plan.examples_per_epoch
+    shape = (steps, orders.shape[0], plan.batch_size)
+    return np.ascontiguousarray(indices.swapaxes(0, 1)), np.broadcast_to(mask[:, None], shape)
 
 
 def take(data: PyTree, indices: jax.Array) -> PyTree:

@@ -18,7 +18,7 @@ from .errors import InputError
 
 __all__ = ["SweepOptions"]
 
-_STRATEGIES = ("auto", "grouped", "nested", "accumulate")
+_STRATEGIES = ("auto", "grouped", "nested", "accumulate", "streamed")
 
 
 def _positive_int(name: str, value, allow_none: bool = False) -> None:
@@ -34,8 +34,9 @@ class SweepOptions:
         strategy: how configs of different batch sizes run: ``"grouped"`` (one program per
             batch size, interleaved chunk by chunk), ``"nested"`` (one program, an inner
             scan per batch size), ``"accumulate"`` (one program, gradient accumulation over
-            micro-batches; needed by the norm test) or ``"auto"`` (see
-            ``jaxgd.strategies.choose``).
+            micro-batches; needed by the norm test), ``"streamed"`` (grouped, with the
+            training batches streamed from host memory: what ``jaxgd.HostData`` runs) or
+            ``"auto"`` (see ``jaxgd.strategies.choose``; ``"streamed"`` for ``HostData``).
         epochs_per_chunk: epochs per compiled call; callbacks run between calls, so a
             config is stopped at a chunk boundary. Must divide the sweep's epochs.
         eval_batch_size: examples per evaluation batch.

@@ -9,7 +9,8 @@ complete example)::
     [data]       name ("digits", "synthetic_classification") and options, or files:
                  path (.npz / .csv) with inputs / targets naming arrays or columns in it,
                  or inputs / targets as paths of .npy or IDX files; num_classes, flatten,
-                 scale
+                 scale; stream = true keeps the training set in host memory and streams
+                 its batches to the device (jaxgd.HostData)
     [validation] a separate validation set from files, keys as [data]'s files (then
                  no [sweep] validation fraction)
     [sweep]      epochs (required), optimizer, batch_size (a size or a schedule table),
@@ -94,7 +95,17 @@ TABLES: dict[str, tuple[str, ...]] = {
         "output",
     ),
     "problem": ("name", "options"),
-    "data": ("name", "options", "path", "inputs", "targets", "num_classes", "flatten", "scale"),
+    "data": (
+        "name",
+        "options",
+        "path",
+        "inputs",
+        "targets",
+        "num_classes",
+        "flatten",
+        "scale",
+        "stream",
+    ),
     "validation": ("path", "inputs", "targets", "num_classes", "flatten", "scale"),
     "sweep": (
         "epochs",
@@ -406,9 +417,26 @@ def _problem(src: _Source, doc: dict, folder: str):
 
 
 def _data(src: _Source, doc: dict, folder: str, builtin_data):
+    """The dataset of ``[data]``; with ``stream = true`` as ``jaxgd.HostData`` (arrays
+    read from .npy files stay memory-mapped)."""
+    from .data import HostData
+
+    table = dict(_table(src, doc, "data"))
+    stream = _boolean(src, "data.stream", table.pop("stream", False))
+    data = _load_data(src, table, folder, builtin_data)
+    if stream:
+        import jax
+
+        # built-in data may hold device arrays; .npy files stay memory-mapped
+        return HostData(
+            jax.tree.map(lambda x: x if isinstance(x, np.ndarray) else np.asarray(x), data)
+        )
+    return data
+
+
+def _load_data(src: _Source, table: dict, folder: str, builtin_data):
     from . import problems
 
-    table = _table(src, doc, "data")
     if not table:
         if builtin_data is None:
             raise src.error(
@@ -480,6 +508,7 @@ def _check_mlp_widths(src: _Source, doc: dict, data) -> None:
     """The built-in MLP's first width is the inputs' features and its last the classes:
     an out-of-range label would be clamped by JAX indexing and train on the wrong class."""
     sizes = doc["problem"].get("options", {}).get("layer_sizes", (64, 256, 10))
+    data = getattr(data, "arrays", data)  # HostData: its arrays
     features = np.shape(data["x"])[1:] if isinstance(data, dict) and "x" in data else None
     if features is not None and tuple(features) != (sizes[0],):
         raise src.error(

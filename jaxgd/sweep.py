@@ -33,7 +33,7 @@ from .core.memory import (
 )
 from .core.state import DEFAULT_DIVERGENCE
 from .core.step import measurement_probes
-from .data import as_dataset, num_examples, split
+from .data import BatchPlan, HostData, as_dataset, example_of, num_examples, split
 from .errors import InputError
 from .optimizers import Optimizer
 from .options import SweepOptions
@@ -91,7 +91,10 @@ def sweep(
 
     Args:
         problem: the model and its per-example loss (``jaxgd.Problem``).
-        data: the dataset, a pytree of arrays with a leading example axis.
+        data: the dataset, a pytree of arrays with a leading example axis, or
+            ``jaxgd.HostData`` to keep it in host memory (memory-mapped ``.npy`` files
+            included) and stream its batches to the device (README, "Data larger than
+            memory").
         space: the configs, e.g. ``jaxgd.grid(learning_rate=[...], momentum=[...])``.
         epochs: passes over the training set.
         optimizer: the default optimizer family for configs that do not name one.
@@ -174,9 +177,19 @@ def sweep(
         from .run.callbacks import Progress
 
         callbacks.append(Progress())
+    streamed = isinstance(data, HostData) or options.strategy == "streamed"
+    if streamed and options.strategy not in ("auto", "grouped", "streamed"):
+        raise InputError(
+            f"strategy={options.strategy!r} cannot stream jaxgd.HostData (its programs read "
+            "the training set on the device); use strategy='auto' or 'streamed', or pass "
+            "the data as arrays"
+        )
     validation = validate.check_validation(validation)
-    data = validate.as_arrays("training", data)
+    if not isinstance(data, HostData):
+        data = validate.as_arrays("training", data)
     validate.check_dataset("training", data, problem)
+    if streamed and not isinstance(data, HostData):
+        data = HostData(jax.tree.map(np.asarray, data))
     if validation is not None and not isinstance(validation, float):
         validation = validate.as_arrays("validation", validation)
         validate.check_dataset("validation", validation, problem)
@@ -193,7 +206,8 @@ def sweep(
     )
     use_disk_cache(options.cache_dir)
     placement = Placement(options.mesh, options.devices)
-    train = placement.replicated(as_dataset(train))
+    if not streamed:  # HostData stays on the host; its programs stream it
+        train = placement.replicated(as_dataset(train))
     evals = {name: placement.replicated(as_dataset(value)) for name, value in evals.items()}
 
     def specs(family: Optimizer) -> ProgramSpec:
@@ -220,7 +234,9 @@ def sweep(
             placement=placement,
         )
 
-    strategy = choose_strategy(configs, options.strategy, context_for(configs), STRATEGIES)
+    strategy = choose_strategy(
+        configs, "streamed" if streamed else options.strategy, context_for(configs), STRATEGIES
+    )
     memory = _memory_plan(configs, problem, train, evals, epochs, options, placement)
     if len(memory.slices) > 1 and (callbacks or checkpoint_dir is not None):
         what = f"callbacks={callbacks!r}" if callbacks else f"checkpoint_dir={checkpoint_dir!r}"
@@ -242,6 +258,8 @@ def sweep(
         shape = tuple((p.label, p.slot_count) for p in programs)
         # (not with checkpoint arguments: their checks come first, before any compile)
         alone = not callbacks and checkpoint_dir is None and resume is False and overwrite is False
+        # (nor streamed: its programs' arguments are windows, not the data the plan counts)
+        alone = alone and not streamed
         if shape not in checked and alone:
             checked.add(shape)
             measured = _compiled_bytes(programs, train, evals)
@@ -367,6 +385,14 @@ def _fingerprint(**parts: Any) -> dict[str, str]:
 def _data_digest(train: PyTree, evals: dict[str, PyTree]) -> str:
     """A digest of the data's structure, dtypes, shapes and bytes (read to the host)."""
     digest = hashlib.sha256()
+    if isinstance(train, HostData):  # read block by block: it may exceed the memory
+        digest.update(f"HostData|{train.num_examples}|".encode())
+        for _, block in train.blocks():
+            for path, leaf in jax.tree_util.tree_leaves_with_path(block):
+                value = np.ascontiguousarray(leaf)
+                digest.update(f"{jax.tree_util.keystr(path)}|{value.dtype.str}|".encode())
+                digest.update(value.tobytes())
+        train = None
     for path, leaf in jax.tree_util.tree_leaves_with_path((train, evals)):
         value = np.ascontiguousarray(to_host(leaf))
         digest.update(f"{jax.tree_util.keystr(path)}|{value.dtype.str}|{value.shape}|".encode())
@@ -396,7 +422,7 @@ def _block_rule(config_block, configs, problem, train):
     if config_block != "auto":
         return lambda members, batch_size: config_block
     backend = jax.default_backend()
-    example = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), train)
+    example = example_of(train)
     measured = footprint(problem, example) if backend == "cpu" else None
 
     def block_for(members, batch_size):
@@ -413,7 +439,7 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> 
         budget, source = default_budget(placement.mesh.devices.flat)
     else:
         budget, source = options.max_memory, "SweepOptions.max_memory"
-    example = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), train)
+    example = example_of(train)
     eval_examples = max((num_examples(e) for e in evals.values()), default=0)
     programs = {}  # (optimizer, batch size or schedule): the configs of one program
     groups = np.array(
@@ -432,7 +458,7 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> 
     }
     per_config = np.array([cost[g] for g in range(len(programs))], np.int64)[groups]
     seeds = np.array([c.seed for c in configs], np.int64)
-    data_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves((train, evals)))
+    data_bytes = _device_data_bytes(train, evals, configs, epochs)
     return plan_slices(
         per_config, data_bytes, budget, placement.count, source, groups=groups, seeds=seeds
     )
@@ -459,6 +485,19 @@ def _inactive_copy(config: ResolvedConfig, seed: int) -> ResolvedConfig:
     """A copy of ``config`` with ``seed`` that pads a memory slice to the shape of the
     others (``jaxgd.core.memory.plan_slices``); its results are dropped."""
     return dataclasses.replace(config, seed=int(seed), row={**config.row, "seed": int(seed)})
+
+
+def _device_data_bytes(train, evals, configs, epochs) -> int:
+    """Bytes of data on each device: every set, or for ``HostData`` the evaluation sets
+    and two windows of training batches (the one training and the next)."""
+    evals_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(evals))
+    if not isinstance(train, HostData):
+        return evals_bytes + sum(leaf.nbytes for leaf in jax.tree.leaves(train))
+    seeds = len({c.seed for c in configs})
+    sizes = {b for c in configs for b in c.batch_sizes(epochs)}
+    return evals_bytes + 2 * max(
+        train.window_nbytes(BatchPlan(train.num_examples, b), seeds) for b in sizes
+    )
 
 
 def _merge(parts, count: int) -> LoopResult:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .configs import ResolvedConfig, scalar
+from .data import HostData
 from .errors import InputError
 from .optimizers import in_interval
 from .problem import Problem
@@ -120,9 +121,14 @@ def _ragged_ok(leaf: list) -> bool:
     return True
 
 
-def check_dataset(dataset: str, data: PyTree, problem: Problem) -> int:
+def check_dataset(dataset: str, data: PyTree, problem: Problem, first: int = 0) -> int:
     """Matching example counts, finite floating values and labels in range; returns the
-    example count."""
+    example count. ``HostData`` is read block by block (``first``: the block's first
+    example, for the messages)."""
+    if isinstance(data, HostData):
+        for start, block in data.blocks():
+            check_dataset(dataset, block, problem, first=start)
+        return data.num_examples
     leaves = jax.tree_util.tree_leaves_with_path(data)
     if not leaves:
         raise InputError(f"{dataset} data has no arrays: expected a pytree of arrays")
@@ -141,19 +147,20 @@ def check_dataset(dataset: str, data: PyTree, problem: Problem) -> int:
         ):
             bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
             if bad.any():
-                first = int(np.argmax(bad))
+                index = int(np.argmax(bad))
                 raise InputError(
-                    f"{where}: example {first} holds a non-finite value "
-                    f"({_short(values[first].tolist())}); {int(bad.sum())} of {values.shape[0]} "
+                    f"{where}: example {first + index} holds a non-finite value "
+                    f"({_short(values[index].tolist())}); {int(bad.sum())} of {values.shape[0]} "
                     "examples do; remove or impute them (a NaN in one example would mark "
                     "every config as diverged)"
                 )
         elif problem.num_classes is not None and np.issubdtype(values.dtype, np.integer):
             outside = (values < 0) | (values >= problem.num_classes)
             if outside.any():
-                first = int(np.argmax(outside.reshape(values.shape[0], -1).any(axis=1)))
+                index = int(np.argmax(outside.reshape(values.shape[0], -1).any(axis=1)))
+                label = _short(values[index].tolist())
                 raise InputError(
-                    f"{where}: example {first} has label {_short(values[first].tolist())}, outside "
+                    f"{where}: example {first + index} has label {label}, outside "
                     f"[0, {problem.num_classes}) for {problem.name!r} (num_classes="
                     f"{problem.num_classes}); JAX indexing would clamp it to a wrong class: "
                     "relabel the data 0..num_classes-1 or declare the right num_classes"
@@ -163,6 +170,8 @@ def check_dataset(dataset: str, data: PyTree, problem: Problem) -> int:
 
 def _example(data: PyTree) -> PyTree:
     """The shape and dtype of one example (after ``data.as_dataset``'s casts)."""
+    if isinstance(data, HostData):
+        return data.example
 
     def one(leaf):
         dtype = np.dtype(leaf.dtype)

@@ -173,3 +173,9 @@ def test_jaxgd_run_section_installs_extras_that_exist():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for extra in re.findall(r"pip install (?:-e )?'(?:jaxgd|\.)\[(\w+)\]'", README):
         assert extra in extras["optional-dependencies"], extra
+
+
+def test_data_larger_than_memory_example_runs_as_is(tmp_path):
+    completed = run(python_block("Data larger than memory"), tmp_path)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "streamed True" in completed.stdout

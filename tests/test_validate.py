@@ -67,6 +67,8 @@ ints = jaxgd.Problem(
     loss=lambda p, ex: jnp.sum(p["w"] * ex["x"]).astype(jnp.float32),
 )
 
+host_data = jaxgd.HostData(jax.tree.map(np.asarray, data))
+
 # (README id, sweep arguments, a regular expression the message must match)
 CASES = [
     ("problem-not-a-problem", case(problem="linear_regression"), r"problem='linear_regression'"),
@@ -238,6 +240,16 @@ CASES = [
             options=jaxgd.SweepOptions(max_memory=600),
         ),
         r"checkpoint_dir='never-written': the sweep runs in 4 sequential slices",
+    ),
+    (
+        "strategy-cannot-stream",
+        case(data=host_data, options=jaxgd.SweepOptions(strategy="nested")),
+        r"strategy='nested' cannot stream jaxgd.HostData",
+    ),
+    (
+        "stream-norm-test",
+        case(data=host_data, space=[{"learning_rate": 0.1, "norm_test": 0.5}]),
+        r"norm_test \(adaptive batch size\) cannot stream host data",
     ),
 ]
 
@@ -460,8 +472,19 @@ def test_best_refuses_unknown_metric_mode_and_over(tmp_path):
         result.best("train_loss", over="lr")
 
 
+def test_host_data_refuses_device_arrays_and_bad_windows():
+    with pytest.raises(
+        jaxgd.InputError, match=r"HostData leaf \[.x.\] is a ArrayImpl: expected a NumPy array"
+    ):
+        jaxgd.HostData({"x": jnp.zeros((4, 2))})
+    with pytest.raises(jaxgd.InputError, match=r"window_steps=0: must be a positive integer"):
+        jaxgd.HostData({"x": np.zeros((4, 2))}, window_steps=0)
+
+
 # Entries of the README table checked by the named tests above rather than a sweep call.
 OTHER_CASES = [
+    "host-data-not-array",
+    "host-data-window-steps",
     "sample-without-sample-seed",
     "save-over-a-saved-result",
     "load-incomplete",

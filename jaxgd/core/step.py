@@ -44,6 +44,7 @@ __all__ = [
     "half_sums",
     "train_step",
     "scan_steps",
+    "sum_steps",
     "zero_metrics",
 ]
 
@@ -373,7 +374,7 @@ def _total(metrics: PyTree) -> PyTree:
     return jax.tree.map(lambda m: m.sum(0), metrics)
 
 
-def scan_steps(step, carry, xs, *, noise_every: int = 1, first: int = 0):
+def scan_steps(step, carry, xs, *, noise_every: int = 1, first: int = 0, stacked: bool = False):
     """``lax.scan`` of ``step(carry, x, measure_now)`` over the leading axis of ``xs``,
     where step i measures (a static ``measure_now=True``) iff (first + i) % noise_every
     == 0, and the others get ``measure_now=False``.
@@ -386,7 +387,9 @@ def scan_steps(step, carry, xs, *, noise_every: int = 1, first: int = 0):
     measure=["noise_scale"] costs").
 
     Returns:
-        ``(carry, sums)``: the final carry and the sums of the steps' outputs.
+        ``(carry, sums)``: the final carry and the sums of the steps' outputs, or with
+        ``stacked=True`` ``(carry, outputs)``, every step's outputs along a leading axis,
+        which ``sum_steps`` sums as the unstacked scan does.
     """
     length = jax.tree.leaves(xs)[0].shape[0]
 
@@ -401,29 +404,81 @@ def scan_steps(step, carry, xs, *, noise_every: int = 1, first: int = 0):
 
     if noise_every == 1:
         carry, outputs = jax.lax.scan(measuring, carry, xs)
-        return carry, _total(outputs)
+        return carry, outputs if stacked else _total(outputs)
 
     def run(carry, xs):  # the first step of xs measures, the others do not
-        carry, sums = measuring(carry, jax.tree.map(lambda a: a[0], xs))
-        if jax.tree.leaves(xs)[0].shape[0] > 1:
-            carry, outputs = jax.lax.scan(plain, carry, jax.tree.map(lambda a: a[1:], xs))
-            sums = jax.tree.map(jnp.add, sums, _total(outputs))
-        return carry, sums
+        carry, output = measuring(carry, jax.tree.map(lambda a: a[0], xs))
+        if jax.tree.leaves(xs)[0].shape[0] == 1:
+            return carry, jax.tree.map(lambda a: a[None], output) if stacked else output
+        carry, more = jax.lax.scan(plain, carry, jax.tree.map(lambda a: a[1:], xs))
+        if stacked:
+            return carry, _concatenate([jax.tree.map(lambda a: a[None], output), more])
+        return carry, jax.tree.map(jnp.add, output, _total(more))
 
-    lead = min((-first) % noise_every, length)
-    groups, rest = divmod(length - lead, noise_every)
+    lead, groups, rest = _step_parts(length, noise_every, first)
     parts = []
     if lead:
         carry, outputs = jax.lax.scan(plain, carry, part(0, lead))
-        parts.append(_total(outputs))
+        parts.append(outputs if stacked else _total(outputs))
     if groups:
         stop = lead + groups * noise_every
         grouped_xs = jax.tree.map(
             lambda a: a.reshape(groups, noise_every, *a.shape[1:]), part(lead, stop)
         )
         carry, outputs = jax.lax.scan(run, carry, grouped_xs)
-        parts.append(_total(outputs))
+        if stacked:
+            parts.append(jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), outputs))
+        else:
+            parts.append(_total(outputs))
     if rest:
-        carry, sums = run(carry, part(length - rest, length))
-        parts.append(sums)
+        carry, outputs = run(carry, part(length - rest, length))
+        parts.append(outputs)
+    if stacked:
+        return carry, _concatenate(parts)
     return carry, functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b), parts)
+
+
+def sum_steps(outputs, *, noise_every: int = 1, first: int = 0):
+    """The sums of ``scan_steps(..., stacked=True)``'s outputs, added in the order the
+    unstacked ``scan_steps`` adds them, so that the two agree bitwise (data streamed in
+    windows sums its epoch as data on the device does: ``strategies.streamed``)."""
+    if noise_every == 1:
+        return _total(outputs)
+    length = jax.tree.leaves(outputs)[0].shape[0]
+    lead, groups, rest = _step_parts(length, noise_every, first)
+
+    def part(start, stop):
+        return jax.tree.map(lambda a: a[start:stop], outputs)
+
+    parts = []
+    if lead:
+        parts.append(_total(part(0, lead)))
+    if groups:
+        stop = lead + groups * noise_every
+        grouped = jax.tree.map(
+            lambda a: a.reshape(groups, noise_every, *a.shape[1:]), part(lead, stop)
+        )
+        parts.append(_total(jax.vmap(_sum_group)(grouped)))
+    if rest:
+        parts.append(_sum_group(part(length - rest, length)))
+    return functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b), parts)
+
+
+def _step_parts(length: int, noise_every: int, first: int) -> tuple[int, int, int]:
+    """``(lead, groups, rest)``: the plain steps before the first measuring one, the
+    whole groups of ``noise_every`` steps, and the steps of the last, partial group."""
+    lead = min((-first) % noise_every, length)
+    groups, rest = divmod(length - lead, noise_every)
+    return lead, groups, rest
+
+
+def _sum_group(outputs: PyTree) -> PyTree:
+    """A group's sum: its measuring step's outputs plus the sum of the plain ones'."""
+    sums = jax.tree.map(lambda a: a[0], outputs)
+    if jax.tree.leaves(outputs)[0].shape[0] > 1:
+        sums = jax.tree.map(jnp.add, sums, _total(jax.tree.map(lambda a: a[1:], outputs)))
+    return sums
+
+
+def _concatenate(parts: list[PyTree]) -> PyTree:
+    return jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *parts)

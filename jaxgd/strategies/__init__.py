@@ -9,7 +9,8 @@ from .base import PlanContext, Program, ProgramSpec, Strategy
 from .choose import choose_strategy
 from .grouped import GROUPED
 from .nested import NESTED
+from .streamed import STREAMED
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (GROUPED, NESTED, ACCUMULATE)}
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (GROUPED, NESTED, ACCUMULATE, STREAMED)}
 
 __all__ = ["STRATEGIES", "PlanContext", "Program", "ProgramSpec", "Strategy", "choose_strategy"]

@@ -29,7 +29,14 @@ from ..data import BatchPlan, batch_indices, take
 from ..schedules import BatchSchedule
 from .base import PlanContext, Program, ProgramSpec, initial_states
 
-__all__ = ["GroupedSettings", "grouped_chunk", "GroupedProgram", "Grouped", "GROUPED"]
+__all__ = [
+    "GroupedSettings",
+    "grouped_step",
+    "grouped_chunk",
+    "GroupedProgram",
+    "Grouped",
+    "GROUPED",
+]
 
 PyTree = Any
 
@@ -42,19 +49,35 @@ class GroupedSettings(ProgramSpec):
     config_block: int | None = None
 
 
-def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, settings):
-    """``epochs_per_chunk`` epochs of every config: states ``[U, M]``, keys ``[U]``."""
-    states = stop_where(states, stop)
-    plan = settings.plan
-    every = noise_every(plan.batch_size) if GradientNoise() in settings.probes else 1
+def grouped_step(settings: GroupedSettings) -> tuple[Callable, int]:
+    """``(step, noise_every)``: ``step(states, batch, mask, measure_now)`` for states
+    ``[U, M]``, each seed's batch ``[U, B, ...]`` and mask ``[U, B]`` read by its row, and
+    how often a step measures the gradient noise (``core.step.scan_steps`` passes the
+    static ``measure_now``)."""
+    every = noise_every(settings.plan.batch_size) if GradientNoise() in settings.probes else 1
     step = functools.partial(
         train_step,
         problem=settings.problem,
         tx=settings.placeholder_tx(),
         probes=settings.probes,
         divergence=settings.divergence,
+        noise_every=every,
     )
-    step = functools.partial(step, noise_every=every)
+
+    def step_all(states, batch, mask, measure_now):
+        configs = vmap_configs(
+            functools.partial(step, measure_now=measure_now), settings.config_block
+        )
+        return configs(states, batch, mask)
+
+    return step_all, every
+
+
+def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, settings):
+    """``epochs_per_chunk`` epochs of every config: states ``[U, M]``, keys ``[U]``."""
+    states = stop_where(states, stop)
+    plan = settings.plan
+    step_all, every = grouped_step(settings)
 
     def one_epoch(states, xs):
         epoch, _ = xs
@@ -63,10 +86,7 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
 
         def one_step(states, xs, measure_now):
             step_indices, step_mask = xs
-            step_all = vmap_configs(
-                functools.partial(step, measure_now=measure_now), settings.config_block
-            )
-            return step_all(states, take(train, step_indices), step_mask)
+            return step_all(states, take(train, step_indices), step_mask, measure_now)
 
         states, sums = scan_steps(
             one_step,
@@ -159,7 +179,7 @@ class GroupedProgram(Program):
 
     def subset(self, positions: np.ndarray) -> GroupedProgram:
         seeds = [self.seeds[p] for p in positions]
-        return GroupedProgram(
+        return type(self)(
             self.members[positions],
             self.settings_by_epoch,
             [self.hyperparams[p] for p in positions],
@@ -174,6 +194,7 @@ class Grouped:
     """One program per (optimizer family, batch size or schedule)."""
 
     name = "grouped"
+    program = GroupedProgram
 
     def check(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> None:
         if any(c.adaptive for c in configs):
@@ -207,7 +228,7 @@ class Grouped:
                 for b in configs[members[0]].batch_sizes(context.epochs)
             ]
             programs.append(
-                GroupedProgram(
+                self.program(
                     members,
                     settings_by_epoch,
                     [configs[i].hyperparams for i in members],

@@ -1,0 +1,290 @@
+"""``streamed``: the grouped programs, their batches streamed from host memory.
+
+For a training set larger than the device's memory (``jaxgd.HostData``) the device holds
+the states, the evaluation sets and two windows of batches, never the training set.
+Each epoch:
+
+1. a small program computes every seed's order, ``permutation(fold_in(shuffle_key_u,
+   e))`` (``core.epoch.epoch_orders``: the keys and the permutation of device data),
+   dispatched an epoch ahead so that it is ready when needed;
+2. the host cuts the orders into batches (``data.host_batch_indices``, the rule of
+   ``data.batch_indices``), gathers a window of steps' batches ``[S, U, B, ...]`` from
+   the arrays with NumPy and puts them on the device (``jax.device_put``) while the
+   previous window trains: dispatch is asynchronous, so the next window is gathered and
+   put before anything waits for the current one;
+3. the window program scans the grouped step (``grouped.grouped_step``) over the window;
+4. the epoch-end program sums the epoch's per-step metrics and evaluates, as the grouped
+   chunk does at its epoch's end (``core.epoch.epoch_history``).
+
+The same step on the same batches in the same order: results equal those of the grouped
+strategy on device data, bitwise on the CPU (tests/test_streaming.py). A window is at most
+an epoch and windows never span two, so a program compiles at most two window lengths
+(the full one and the epoch's remainder), one epoch-end program and one orders program
+per batch plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from ..configs import ResolvedConfig
+from ..core.compile import CompiledFunction
+from ..core.epoch import epoch_history, epoch_orders
+from ..core.layout import to_host
+from ..core.state import stop_where
+from ..core.step import scan_steps, sum_steps
+from ..data import HostData, host_batch_indices
+from ..errors import InputError
+from .base import PlanContext
+from .grouped import Grouped, GroupedProgram, GroupedSettings, grouped_step
+
+__all__ = [
+    "stream_orders",
+    "stream_window",
+    "stream_epoch_end",
+    "StreamedProgram",
+    "Streamed",
+    "STREAMED",
+]
+
+PyTree = Any
+
+
+def stream_orders(shuffle_keys, epoch, *, settings):
+    """``[U, N]``: each seed's example order in ``epoch`` (``settings``: N, shuffle)."""
+    num_examples, shuffle = settings
+    return epoch_orders(shuffle_keys, epoch, num_examples, shuffle)
+
+
+def stream_window(states, stop, batches, masks, *, settings):
+    """The steps of one window: ``batches`` ``[S, U, B, ...]``, ``masks`` ``[S, U, B]``.
+    A window starts at a multiple of the steps between noise measurements
+    (``StreamedProgram.windows``), so its steps measure where the grouped chunk's do.
+    Returns the states and the per-step metrics ``[S, U, M]``."""
+    states = stop_where(states, stop)
+    step_all, every = grouped_step(settings)
+
+    def one_step(states, xs, measure_now):
+        batch, mask = xs
+        return step_all(states, batch, mask, measure_now)
+
+    return scan_steps(one_step, states, (batches, masks), noise_every=every, stacked=True)
+
+
+def stream_epoch_end(states, windows, evals, *, settings):
+    """The epoch's history row ``[U, M]`` from its windows' per-step metrics, in order."""
+    metrics = jax.tree.map(lambda *parts: jnp.concatenate(parts), *windows)
+    # summed as the grouped chunk sums its steps (core.step.sum_steps): a reduction fused
+    # with the concatenation would add the windows' partial sums, rounding differently
+    metrics = jax.lax.optimization_barrier(metrics)
+    sums = sum_steps(metrics, noise_every=grouped_step(settings)[1])
+    return epoch_history(
+        states, sums, evals, problem=settings.problem, eval_batch_size=settings.eval_batch_size
+    )
+
+
+_ORDERS = CompiledFunction("stream_orders", stream_orders)
+_WINDOW = CompiledFunction("stream_window", stream_window, donate=(0,))
+_EPOCH_END = CompiledFunction("stream_epoch_end", stream_epoch_end)
+
+
+class StreamedProgram(GroupedProgram):
+    """A grouped program whose training data is ``HostData`` (see the module docstring).
+
+    ``run_chunk`` returns the chunk's history rows, one ``{metric: [U, M]}`` per epoch.
+    """
+
+    compile_name = "stream_window"
+
+    def place(self, train: HostData, evals, on_compile: Callable) -> None:
+        super().place(train, evals, on_compile)
+        self.orders: dict[int, Any] = {}  # epoch -> [U, N] orders, dispatched ahead
+        self.prefetched: tuple[tuple[int, int], tuple] | None = None
+
+    def windows(self, settings: GroupedSettings) -> list[tuple[int, int]]:
+        """``(first step, steps)`` of each window of an epoch."""
+        plan = settings.plan
+        size = self.train.steps_per_window(plan, len(self.layout.unique_seeds))
+        every = grouped_step(settings)[1]
+        if size < plan.steps_per_epoch and size % every:  # a whole number of groups
+            size = min(plan.steps_per_epoch, every * -(-size // every))
+        return [
+            (first, min(size, plan.steps_per_epoch - first))
+            for first in range(0, plan.steps_per_epoch, size)
+        ]
+
+    def host_window(self, epoch: int, window: int) -> tuple:
+        """Window ``window`` of ``epoch``: its batches and masks, gathered on the host
+        and put on every device of the program (asynchronously)."""
+        settings = self.settings_by_epoch[epoch]
+        first, steps = self.windows(settings)[window]
+        orders = to_host(self.orders_of(epoch))
+        indices, masks = host_batch_indices(settings.plan, orders, first, steps)
+        return self.layout.put_rows((self.train.gather(indices), masks))
+
+    def orders_of(self, epoch: int) -> jax.Array:
+        """The orders of ``epoch`` (dispatched now if not ahead); the next epoch's are
+        dispatched too, and older epochs' dropped."""
+        for e in (epoch, epoch + 1):
+            if e < len(self.settings_by_epoch) and e not in self.orders:
+                settings = self.orders_settings(self.settings_by_epoch[e])
+                self.orders[e] = self.orders_executable(settings)(
+                    self.shuffle_keys, self.layout.put_rows(np.int32(e))
+                )
+        for e in [e for e in self.orders if e < epoch]:
+            del self.orders[e]
+        return self.orders[epoch]
+
+    @staticmethod
+    def orders_settings(settings: GroupedSettings) -> tuple[int, bool]:
+        return settings.plan.num_examples, settings.shuffle
+
+    def next_window(self, epoch: int, window: int) -> tuple[int, int] | None:
+        """The window after ``(epoch, window)``, or None at the end of the sweep."""
+        if window + 1 < len(self.windows(self.settings_by_epoch[epoch])):
+            return epoch, window + 1
+        if epoch + 1 < len(self.settings_by_epoch):
+            return epoch + 1, 0
+        return None
+
+    def take_window(self, epoch: int, window: int) -> tuple:
+        """The device batches of ``(epoch, window)``: the prefetched ones, else now."""
+        if self.prefetched is not None and self.prefetched[0] == (epoch, window):
+            batches = self.prefetched[1]
+        else:
+            batches = self.host_window(epoch, window)
+        self.prefetched = None
+        return batches
+
+    # -- compiling ------------------------------------------------------------------------
+
+    def visit_programs(self, visit: Callable) -> None:
+        """``visit(function, args, settings)`` for every program it runs, with abstract
+        batches (``jax.ShapeDtypeStruct``: nothing allocated) shaped and placed like the
+        real ones; ``visit`` returns the executable, or None to stop."""
+        stop = self.layout.put(self.layout.to_slots(np.zeros(len(self.members), bool)))
+        replicated = NamedSharding(self.layout.placement.mesh, PartitionSpec())
+        seeds = len(self.layout.unique_seeds)
+
+        def abstract(shape, dtype):
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=replicated)
+
+        for settings in dict.fromkeys(self.settings_by_epoch):
+            orders_args = (self.shuffle_keys, abstract((), np.int32))
+            if visit(_ORDERS, orders_args, self.orders_settings(settings)) is None:
+                return
+            windows = self.windows(settings)
+            window_metrics = {}
+            for steps in dict.fromkeys(steps for _, steps in windows):
+                shape = (steps, seeds, settings.plan.batch_size)
+                batches = jax.tree.map(
+                    lambda s, shape=shape: abstract(shape + s.shape, s.dtype), self.train.example
+                )
+                args = (self.states, stop, batches, abstract(shape, bool))
+                executable = visit(_WINDOW, args, settings)
+                if executable is None:
+                    return
+                window_metrics[steps] = executable.out_info[1]  # the metrics, as they come
+            windows_args = tuple(window_metrics[steps] for _, steps in windows)
+            if visit(_EPOCH_END, (self.states, windows_args, self.evals), settings) is None:
+                return
+
+    def compile(self, on_compile: Callable) -> None:
+        self.executables_by_key = {}
+
+        def visit(function, args, settings):
+            executable, seconds = function.compiled(*args, settings=settings)
+            self.executables_by_key[(function.name, settings, _shape_key(args))] = executable
+            self.add_compiled(executable, seconds, on_compile, function.name)
+            return executable
+
+        self.visit_programs(visit)
+        jax.block_until_ready(self.states)
+
+    def needs_compile(self) -> bool:
+        missing = []
+
+        def visit(function, args, settings):
+            if not function.is_cached(*args, settings=settings):
+                missing.append(function.name)
+                return None
+            return function.compiled(*args, settings=settings)[0]  # cached: no compile
+
+        self.visit_programs(visit)
+        return bool(missing)
+
+    def chunk_programs(self):
+        return []  # compile() above compiles the window, epoch-end and orders programs
+
+    def orders_executable(self, settings):
+        return self.executables_by_key[("stream_orders", settings, ())]
+
+    def executable(self, function: CompiledFunction, settings, args) -> jax.stages.Compiled:
+        return self.executables_by_key[(function.name, settings, _shape_key(args))]
+
+    # -- running --------------------------------------------------------------------------
+
+    def run_chunk(self, first_epoch: int, stop: np.ndarray) -> Any:
+        return self.timed(self._run_chunk, first_epoch, stop)
+
+    def _run_chunk(self, first_epoch: int, stop: np.ndarray) -> list[dict[str, jax.Array]]:
+        stop = self.layout.put(self.layout.to_slots(np.asarray(stop, bool)))
+        count = self.settings_by_epoch[first_epoch].epochs_per_chunk
+        rows = []
+        for epoch in range(first_epoch, first_epoch + count):
+            settings = self.settings_by_epoch[epoch]
+            self.orders_of(epoch)  # dispatches the next epoch's orders ahead
+            metrics = []
+            for window in range(len(self.windows(settings))):
+                batches = self.take_window(epoch, window)
+                args = (self.states, stop, *batches)
+                self.states, step_metrics = self.executable(_WINDOW, settings, args)(*args)
+                metrics.append(step_metrics)
+                following = self.next_window(epoch, window)
+                if following is not None:  # gathered while this window trains
+                    self.prefetched = (following, self.host_window(*following))
+            end = self.executable(_EPOCH_END, settings, (self.states, tuple(metrics), self.evals))
+            rows.append(end(self.states, tuple(metrics), self.evals))
+        return rows
+
+    def unpack(self, metrics: list[dict[str, jax.Array]]) -> dict[str, np.ndarray]:
+        """History rows (``[U, M]`` per epoch) to ``{metric: [K_p, E]}`` on the host."""
+        host = self.timed(to_host, metrics)
+        return {
+            name: self.layout.unpack(np.stack([row[name] for row in host]), axis=1).T
+            for name in host[0]
+        }
+
+
+def _shape_key(args: tuple) -> tuple:
+    """What tells apart one program's executables beyond its settings: the window
+    length (the leading axis of the masks), or nothing."""
+    if len(args) == 4:  # the window program: (states, stop, batches, masks)
+        return (int(np.shape(args[3])[0]),)
+    return ()
+
+
+class Streamed(Grouped):
+    """The grouped plan (one program per optimizer family and batch size or schedule),
+    each program streaming its batches from ``HostData``."""
+
+    name = "streamed"
+    program = StreamedProgram
+
+    def check(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> None:
+        if any(c.adaptive for c in configs):
+            raise InputError(
+                "norm_test (adaptive batch size) cannot stream host data: it needs "
+                "strategy='accumulate', which reads device data; pass the data as arrays "
+                "(not jaxgd.HostData)"
+            )
+        super().check(configs, context)
+
+
+STREAMED = Streamed()

@@ -1,0 +1,204 @@
+"""Data streamed from host memory (``jaxgd.HostData``) trains exactly as device data: the
+same orders, batches, masks and steps, so the same results, bitwise on the CPU, whatever
+the window of steps, the chunk size or the file the data is mapped from."""
+
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+import jaxgd
+from jaxgd import runfile
+from jaxgd.cli import main
+from jaxgd.core.memory import config_bytes
+from jaxgd.data import HostData, host_batch_indices
+
+PROBLEM = jaxgd.problems.mlp((4, 8, 3))
+RNG = np.random.default_rng(0)
+# 103 examples, 82 after the validation split: batch 10 gives 9 steps, the last over 2.
+DATA = {
+    "x": RNG.normal(size=(103, 4)),  # float64 on the host, float32 on the device
+    "y": (np.arange(103) % 3).astype(np.int64),
+}
+SPACE = jaxgd.grid(learning_rate=[0.1, 0.03], momentum=[0.0, 0.9], seed=[0, 1, 2])
+
+
+def run(data, **kwargs):
+    options = dict(space=SPACE, epochs=4, batch_size=10, validation=0.2, return_params=True)
+    options.update(kwargs)
+    return jaxgd.sweep(PROBLEM, data, **options)
+
+
+def assert_same(streamed, on_device):
+    assert streamed.history.keys() == on_device.history.keys()
+    for name, values in on_device.history.items():
+        np.testing.assert_array_equal(streamed.history[name], values, err_msg=name)
+    for a, b in zip(jax.tree.leaves(streamed.params), jax.tree.leaves(on_device.params)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(streamed.updates, on_device.updates)
+    np.testing.assert_array_equal(streamed.status, on_device.status)
+
+
+@pytest.fixture(scope="module")
+def on_device():
+    return run(DATA)
+
+
+@pytest.mark.parametrize("window_steps", [None, 9, 4, 1])
+def test_streamed_equals_device_data_bitwise(on_device, window_steps):
+    # 9 steps per epoch: one window, windows of 4, 4 and 1 (a remainder), one step each
+    streamed = run(HostData(DATA, window_steps=window_steps))
+    assert streamed.strategy == "streamed" and on_device.strategy == "grouped"
+    assert_same(streamed, on_device)
+
+
+def test_chunk_size_and_no_shuffle_drop_last(on_device):
+    options = jaxgd.SweepOptions(epochs_per_chunk=2)
+    assert_same(run(HostData(DATA, window_steps=4), options=options), on_device)
+    kwargs = dict(shuffle=False, drop_last=True, validation=None, eval_data=DATA)
+    assert_same(run(HostData(DATA, window_steps=2), **kwargs), run(DATA, **kwargs))
+
+
+def test_memory_mapped_npy_files(tmp_path, on_device):
+    np.save(tmp_path / "x.npy", DATA["x"])
+    np.save(tmp_path / "y.npy", DATA["y"])
+    from_paths = HostData({"x": str(tmp_path / "x.npy"), "y": tmp_path / "y.npy"})
+    assert isinstance(from_paths.arrays["x"], np.memmap)
+    assert_same(run(from_paths), on_device)
+    loaded = jaxgd.datafiles.load_dataset(inputs=tmp_path / "x.npy", targets=tmp_path / "y.npy")
+    assert_same(run(HostData(loaded, window_steps=3)), on_device)
+
+
+def test_strategy_streamed_streams_arrays_and_measures_noise():
+    kwargs = dict(measure=["noise_scale"], epochs=2, batch_size=4)
+    options = jaxgd.SweepOptions(strategy="streamed")
+    assert_same(run(DATA, options=options, **kwargs), run(DATA, **kwargs))
+
+
+def test_noise_measured_every_other_step_in_windows_of_whole_groups():
+    # B = 256 measures every 2nd step (core.step.noise_every); 5 steps an epoch: a window
+    # of 1 step widens to 2 so that windows start where a group does, then 2, 2 and 1
+    rng = np.random.default_rng(1)
+    data = {"x": rng.normal(size=(1300, 4)), "y": (np.arange(1300) % 3).astype(np.int64)}
+    kwargs = dict(measure=["noise_scale"], epochs=2, batch_size=256, validation=None)
+    assert jaxgd.core.step.noise_every(256) == 2
+    streamed = run(HostData(data, window_steps=1), **kwargs)
+    assert np.all(streamed.history["grad_trace"] > 0)
+    assert_same(streamed, run(data, **kwargs))
+
+
+def test_mixed_batch_sizes_and_callbacks_with_rebuild():
+    space = jaxgd.grid(learning_rate=[0.1, 0.03, 0.01, 0.3], batch_size=[10, 16], seed=[0, 1])
+
+    def halving():
+        return [jaxgd.SuccessiveHalving("val_loss", eta=2)]
+
+    options = dict(strategy="grouped", rebuild=True)
+    on_device = run(DATA, space=space, callbacks=halving(), options=jaxgd.SweepOptions(**options))
+    options["strategy"] = "streamed"
+    streamed = run(
+        HostData(DATA, window_steps=3),
+        space=space,
+        callbacks=halving(),
+        options=jaxgd.SweepOptions(**options),
+    )
+    assert len(streamed.groups) > 2  # the two batch sizes' programs, then rebuilt ones
+    assert_same(streamed, on_device)
+
+
+def test_compiles_once_per_program_shape():
+    problem = jaxgd.problems.mlp((4, 7, 3))  # a model no other test compiles
+    names = ("stream_window", "stream_epoch_end", "stream_orders", "grouped_chunk")
+    before = {name: jaxgd.compile_count(name) for name in names}
+    # five seeds: an orders program of a shape no other test compiles (it depends on the
+    # seeds, the examples and shuffling only, so other problems' sweeps share it)
+    space = jaxgd.grid(learning_rate=[0.1, 0.03], seed=[0, 1, 2, 3, 4])
+    kwargs = dict(space=space, epochs=3, batch_size=10, validation=0.2)
+    jaxgd.sweep(problem, HostData(DATA, window_steps=4), **kwargs)
+    counts = {name: jaxgd.compile_count(name) - before[name] for name in names}
+    # windows of 4 and 1 steps, one epoch end, one orders program, no device-data chunk
+    assert counts == {
+        "stream_window": 2,
+        "stream_epoch_end": 1,
+        "stream_orders": 1,
+        "grouped_chunk": 0,
+    }
+    total = jaxgd.compile_count()
+    jaxgd.sweep(problem, HostData(DATA, window_steps=4), **kwargs)
+    assert jaxgd.compile_count() == total
+
+
+def test_host_batch_indices_are_batch_indices():
+    plan = jaxgd.BatchPlan(23, 5)
+    orders = np.stack([RNG.permutation(23), RNG.permutation(23)]).astype(np.int32)
+    indices, masks = jax.vmap(lambda o: jaxgd.data.batch_indices(plan, o))(orders)
+    host_indices, host_masks = host_batch_indices(plan, orders, 1, 4)
+    np.testing.assert_array_equal(host_indices, np.swapaxes(indices, 0, 1)[1:5])
+    np.testing.assert_array_equal(host_masks, np.swapaxes(masks, 0, 1)[1:5])
+
+
+def test_windows_fit_their_bytes_and_the_memory_plan_leaves_the_data_out():
+    big = {"x": np.zeros((100_000, 4), np.float32), "y": np.zeros(100_000, np.int32)}
+    data = HostData(big, window_bytes=2**16)
+    plan = jaxgd.BatchPlan(100_000, 100)
+    steps = data.steps_per_window(plan, seeds=3)
+    assert steps == 2**16 // (3 * 100 * (20 + 1) + 4) == 10
+    assert data.window_nbytes(plan, 3) <= 2**16
+    # the budget holds the configs and two windows, not the 2 MB training set
+    budget = config_bytes(PROBLEM, jaxgd.optimizer("sgd"), data.example, 100, 1024, 0)
+    budget += 2 * data.window_nbytes(plan, 1) + 1000
+    options = jaxgd.SweepOptions(max_memory=budget)
+    result = jaxgd.sweep(
+        PROBLEM,
+        data,
+        space=[{"learning_rate": 0.1}],
+        epochs=1,
+        batch_size=100,
+        validation=None,
+        options=options,
+    )
+    assert result.updates[0] == 1000
+    with pytest.raises(jaxgd.InputError, match="max_memory"):
+        jaxgd.sweep(
+            PROBLEM,
+            big,
+            space=[{"learning_rate": 0.1}],
+            epochs=1,
+            batch_size=100,
+            validation=None,
+            options=options,
+        )
+
+
+def test_run_file_streams_with_stream_true(tmp_path, on_device):
+    np.save(tmp_path / "x.npy", DATA["x"])
+    np.save(tmp_path / "y.npy", DATA["y"])
+    text = """\
+        [problem]
+        name = "mlp"
+        options = {layer_sizes = [4, 8, 3]}
+
+        [data]
+        inputs = "x.npy"
+        targets = "y.npy"
+        num_classes = 3
+        stream = true
+
+        [sweep]
+        epochs = 4
+        batch_size = 10
+        validation = 0.2
+
+        [space.parameters]
+        learning_rate = [0.1, 0.03]
+        momentum = [0.0, 0.9]
+        seed = [0, 1, 2]
+        """
+    (tmp_path / "sweep.toml").write_text(textwrap.dedent(text))
+    plan = runfile.load(tmp_path / "sweep.toml")
+    assert isinstance(plan.data, HostData) and isinstance(plan.data.arrays["x"], np.memmap)
+    assert main(["run", str(tmp_path / "sweep.toml"), "--quiet", "--out", str(tmp_path / "o")]) == 0
+    saved = jaxgd.SweepResult.load(tmp_path / "o" / "result")
+    assert saved.strategy == "streamed"
+    np.testing.assert_array_equal(saved.history["val_loss"], on_device.history["val_loss"])
