@@ -7,7 +7,6 @@ reports to callbacks (``jaxgd.run``); the result comes back in the order of the 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import hashlib
 import os
@@ -19,7 +18,8 @@ import jax
 import numpy as np
 
 from . import validate
-from .configs import ResolvedConfig, resolve_configs
+from .columns import most_repeated
+from .configs import ResolvedConfigs, resolve_configs
 from .core.blocks import default_config_block, footprint
 from .core.disk_cache import use_disk_cache
 from .core.layout import Placement, to_host
@@ -36,6 +36,7 @@ from .results import SweepResult
 from .run.checkpoint import Checkpointer
 from .run.loop import LoopResult, run_loop
 from .run.report import Callback
+from .schedules import BatchSchedule
 from .space import Space
 from .strategies import STRATEGIES, PlanContext, ProgramSpec, choose_strategy
 
@@ -202,7 +203,7 @@ def sweep(
             divergence=float(divergence),
         )
 
-    def context_for(part: Sequence[ResolvedConfig]) -> PlanContext:
+    def context_for(part: ResolvedConfigs) -> PlanContext:
         return PlanContext(
             epochs=epochs,
             num_train=num_train,
@@ -225,15 +226,15 @@ def sweep(
         )
     parts = []
     for members in memory.slices:
-        part = [configs[i] for i in members] if len(memory.slices) > 1 else configs
+        part = configs.take(members) if len(memory.slices) > 1 else configs
         programs = STRATEGIES[strategy].plan(part, context_for(part))
-        sizes = _batch_sizes(part, epochs)
+        sizes = part.batch_sizes(epochs)
         # The last check, once every other input is known good: only then is the folder
         # claimed.
         checkpoint = _checkpointer(checkpoint_dir, resume, overwrite, options)
         if checkpoint is not None:
             checkpoint.fingerprint = _fingerprint(
-                configs=[c.row for c in configs],
+                configs=list(configs.rows),
                 problem=problem.name,
                 data=_data_digest(train, evals),
                 strategy=strategy,
@@ -252,7 +253,7 @@ def sweep(
             programs,
             epochs=epochs,
             epochs_per_chunk=options.epochs_per_chunk,
-            configs=[c.row for c in part],
+            configs=part.rows,
             examples_per_epoch=_examples_per_epoch(sizes, num_train, drop_last),
             batch_sizes=sizes,
             train=train,
@@ -270,9 +271,9 @@ def sweep(
     seconds = np.zeros(len(configs))
     compile_seconds = np.zeros(len(configs))
     groups = loop.groups
-    for group in groups:
-        seconds[group["configs"]] += group["seconds"]
-        compile_seconds[group["configs"]] += group["compile_seconds"]
+    for group, members in zip(groups, loop.group_members):
+        seconds[members] += group["seconds"]
+        compile_seconds[members] += group["compile_seconds"]
     meta = run_meta(
         {
             "epochs": epochs,
@@ -290,7 +291,7 @@ def sweep(
     )
     return SweepResult(
         meta=meta,
-        configs=[c.row for c in configs],
+        configs=configs.rows.with_cache(),
         history=loop.history,
         updates=loop.updates,
         examples_seen=loop.history["examples_seen"][:, -1].copy(),
@@ -351,15 +352,6 @@ def _data_digest(train: PyTree, evals: dict[str, PyTree]) -> str:
     return digest.hexdigest()
 
 
-def _batch_sizes(configs: Sequence[ResolvedConfig], epochs: int) -> np.ndarray:
-    """``[K, epochs]``: each config's batch size at each epoch's start (built column-wise:
-    per-config lists cost seconds at a million configs)."""
-    fixed = [c.batch_size for c in configs]
-    if all(type(b) is int for b in fixed):
-        return np.repeat(np.asarray(fixed, np.int64)[:, None], epochs, axis=1)
-    return np.array([c.batch_sizes(epochs) for c in configs])
-
-
 def _examples_per_epoch(sizes: np.ndarray, num_train: int, drop_last: bool) -> np.ndarray:
     """``[K, epochs]`` examples each config trains on in each epoch."""
     if not drop_last:
@@ -377,7 +369,8 @@ def _block_rule(config_block, configs, problem, train):
     measured = footprint(problem, example) if backend == "cpu" else None
 
     def block_for(members, batch_size):
-        per_seed = max(collections.Counter(configs[i].seed for i in members).values())
+        seeds = configs.seed if len(members) == len(configs) else configs.seed[members]
+        per_seed = most_repeated(seeds)
         return default_config_block(batch_size, per_seed, backend, measured)
 
     return block_for
@@ -392,15 +385,12 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> 
         budget, source = options.max_memory, "SweepOptions.max_memory"
     example = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), train)
     eval_examples = max((num_examples(e) for e in evals.values()), default=0)
-    keys = [
-        (c.optimizer, c.batch_size if type(c.batch_size) is int else max(c.batch_sizes(epochs)))
-        for c in configs
-    ]
-    cost = {
-        key: config_bytes(problem, key[0], example, key[1], options.eval_batch_size, eval_examples)
-        for key in dict.fromkeys(keys)
-    }
-    per_config = np.array([cost[key] for key in keys], np.int64)
+    per_config = np.zeros(len(configs), np.int64)
+    for optimizer, size, members in configs.groups():
+        largest = max(size.per_epoch(epochs)) if isinstance(size, BatchSchedule) else size
+        per_config[members] = config_bytes(
+            problem, optimizer, example, largest, options.eval_batch_size, eval_examples
+        )
     data_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves((train, evals)))
     return plan_slices(per_config, data_bytes, budget, placement.count, source)
 
@@ -431,9 +421,12 @@ def _merge(parts, count: int) -> LoopResult:
         programs=[program for _, part in parts for program in part.programs],
         report=parts[-1][1].report,
         groups=[
-            {**group, "configs": members[np.asarray(group["configs"], np.int64)].tolist()}
+            {**group, "configs": members[indices].tolist()}
             for members, part in parts
-            for group in part.groups
+            for group, indices in zip(part.groups, part.group_members)
+        ],
+        group_members=[
+            members[indices] for members, part in parts for indices in part.group_members
         ],
     )
 
