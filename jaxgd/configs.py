@@ -9,6 +9,7 @@ array time; a refusal still names the first config at fault.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -138,7 +139,7 @@ class ResolvedConfigs(Sequence):
         values = [b if isinstance(b, int) else -1 for b in self.batch_size_values]
         return np.asarray(values, np.int64)[self.batch_size_code]
 
-    @property
+    @functools.cached_property
     def adaptive(self) -> np.ndarray:
         """``[K]`` whether the norm test sets each config's batch size."""
         return np.isfinite(self.norm_test)
@@ -147,12 +148,15 @@ class ResolvedConfigs(Sequence):
         """``[K, epochs]``: each config's batch size at each epoch's start."""
         per_value = np.array([_per_epoch(b, epochs) for b in self.batch_size_values], np.int64)
         if len(self.batch_size_values) == 1:
-            return np.broadcast_to(per_value, (len(self), epochs)).copy()
+            return np.broadcast_to(per_value, (len(self), epochs))  # read-only view
         return per_value[self.batch_size_code]
 
     def groups(self, by_batch_size: bool = True) -> list[tuple[Optimizer, Any, np.ndarray]]:
         """``(optimizer, batch size or None, members)`` per distinct optimizer (and batch
         size), in order of first appearance; members are config indices, in order."""
+        if len(self.optimizers) == 1 and (not by_batch_size or len(self.batch_size_values) == 1):
+            size = self.batch_size_values[0] if by_batch_size else None
+            return [(self.optimizers[0], size, np.arange(len(self)))]
         if not by_batch_size:
             codes = self.optimizer_code
             members = group_members(codes, len(self.optimizers))
@@ -170,10 +174,9 @@ class ResolvedConfigs(Sequence):
         ]
 
     def hyperparams_of(self, members: np.ndarray, optimizer: Optimizer) -> dict[str, np.ndarray]:
-        """``{name: [len(members)]}`` the hyperparameters of ``optimizer`` for ``members``."""
-        whole = len(members) == len(self) and (
-            isinstance(members, range) or np.array_equal(members, np.arange(len(self)))
-        )
+        """``{name: [len(members)]}`` the hyperparameters of ``optimizer`` for ``members``
+        (ascending config indices, as ``groups`` gives them)."""
+        whole = len(members) == len(self)  # every config, in order (as ``groups`` gives)
         return {
             name: self.hyperparams[name] if whole else self.hyperparams[name][members]
             for name in optimizer.hyperparameter_names
@@ -307,12 +310,10 @@ class _Builder:
     def __init__(self, count: int, num_train: int, drop_last: bool):
         self.count, self.num_train, self.drop_last = count, num_train, drop_last
         self.kinds: dict[ConfigKind, int] = {}
-        self.kind = np.zeros(count, np.int64)
         self.sizes: dict[Any, int] = {}
-        self.size_code = np.zeros(count, np.int64)
-        self.seed = np.zeros(count, np.int64)
-        self.norm_test = np.full(count, math.inf)
-        self.hyperparams: dict[str, np.ndarray] = {}
+        self.parts: list[
+            tuple[slice | np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, dict]
+        ] = []
 
     def batch_sizes(self, part: _Part, sizes: np.ndarray | None, default: Any) -> np.ndarray:
         """Check the part's batch sizes; returns ``[n]`` codes into ``self.sizes``."""
@@ -355,7 +356,9 @@ class _Builder:
                     )
             size = size if isinstance(size, BatchSchedule) else int(size)
             out.append(self.sizes.setdefault(size, len(self.sizes)))
-        return np.asarray(out, np.int64)[codes] if len(out) > 1 else np.full(part.size, out[0])
+        if len(out) == 1:
+            return _constant(out[0], part.size)
+        return np.asarray(out, np.int64)[codes]
 
     def add(self, part: _Part, opt: Optimizer, static: dict, static_names, batch_size) -> None:
         """Check and convert one part's columns, all of optimizer ``opt``."""
@@ -365,7 +368,7 @@ class _Builder:
         size_code = self.batch_sizes(part, columns.pop("batch_size", None), batch_size)
         theta = columns.pop("norm_test", None)
         if theta is None:
-            theta = np.full(part.size, math.inf)
+            theta = _constant(math.inf, part.size)
         else:
             if theta.dtype.kind not in "iuf":
                 scalars = [scalar(v) for v in theta.tolist()]
@@ -384,7 +387,7 @@ class _Builder:
                     f"config {part.index(first)}: norm_test={value!r} must be a positive number (θ)"
                 )
         seed = columns.pop("seed", None)
-        seed = np.zeros(part.size, np.int64) if seed is None else _integers(part, "seed", seed)
+        seed = _constant(0, part.size) if seed is None else _integers(part, "seed", seed)
         numbers = {
             name: _numbers(part, name, values, opt, static_names)
             for name, values in columns.items()
@@ -393,16 +396,9 @@ class _Builder:
         names = tuple(opt.resolve(dict.fromkeys(numbers, 0.0)))
         kind = ConfigKind(opt, tuple(static.items()), names)
         code = self.kinds.setdefault(kind, len(self.kinds))
-        where = part.where
-        self.kind[where] = code
-        self.size_code[where] = size_code
-        self.seed[where] = seed
-        self.norm_test[where] = theta
-        defaults_of = opt.resolve(dict.fromkeys(numbers, 0.0))
-        for name in names:
-            if name not in self.hyperparams:
-                self.hyperparams[name] = np.full(self.count, math.nan)
-            self.hyperparams[name][where] = numbers[name] if name in numbers else defaults_of[name]
+        defaults = opt.resolve(dict.fromkeys(numbers, 0.0))
+        values = {name: numbers.get(name, defaults[name]) for name in names}
+        self.parts.append((part.where, code, size_code, seed, theta, values))
 
     def _steps_from_epochs(self, part, numbers, opt, size_code, theta):
         """Replace each ``<name>_epochs`` schedule parameter by ``<name>_steps``: the
@@ -450,15 +446,39 @@ class _Builder:
         return numbers
 
     def build(self) -> ResolvedConfigs:
+        """The parts as sweep-wide columns; one part of every config is taken as it is
+        (constants as broadcast views: no copy, no scatter)."""
+        count = self.count
+        if len(self.parts) == 1 and self.parts[0][0] == slice(0, count):
+            _, code, size_code, seed, theta, values = self.parts[0]
+            hyperparams = {
+                name: v if isinstance(v, np.ndarray) else _constant(float(v), count)
+                for name, v in values.items()
+            }
+            kind = _constant(code, count)
+        else:
+            kind, size_code = np.zeros(count, np.int64), np.zeros(count, np.int64)
+            seed, theta = np.zeros(count, np.int64), np.full(count, math.inf)
+            hyperparams: dict[str, np.ndarray] = {}
+            for where, code, sizes, seeds, thetas, values in self.parts:
+                kind[where], size_code[where], seed[where], theta[where] = (
+                    code,
+                    sizes,
+                    seeds,
+                    thetas,
+                )
+                for name, value in values.items():
+                    if name not in hyperparams:
+                        hyperparams[name] = np.full(count, math.nan)
+                    hyperparams[name][where] = value
         return ResolvedConfigs(
-            list(self.kinds),
-            self.kind,
-            list(self.sizes),
-            self.size_code,
-            self.seed,
-            self.norm_test,
-            self.hyperparams,
+            list(self.kinds), kind, list(self.sizes), size_code, seed, theta, hyperparams
         )
+
+
+def _constant(value: Any, count: int) -> np.ndarray:
+    """``count`` copies of a number as a read-only broadcast view (no memory per config)."""
+    return np.broadcast_to(np.asarray(value), (count,))
 
 
 def _at(size: int | BatchSchedule, epoch: int) -> int:

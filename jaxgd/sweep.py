@@ -24,7 +24,7 @@ from .core.blocks import default_config_block, footprint
 from .core.disk_cache import use_disk_cache
 from .core.layout import Placement, to_host
 from .core.memory import MemoryPlan, config_bytes, default_budget, plan_slices
-from .core.state import DEFAULT_DIVERGENCE
+from .core.state import DEFAULT_DIVERGENCE, DIVERGED
 from .core.step import measurement_probes
 from .data import as_dataset, num_examples, split
 from .errors import InputError
@@ -295,7 +295,7 @@ def sweep(
         history=loop.history,
         updates=loop.updates,
         examples_seen=loop.history["examples_seen"][:, -1].copy(),
-        diverged=loop.status == "diverged",
+        diverged=loop.status_codes == DIVERGED,
         diverged_step=loop.diverged_at,
         status=loop.status,
         stopped_epoch=loop.stopped_epoch,
@@ -414,6 +414,7 @@ def _merge(parts, count: int) -> LoopResult:
     return LoopResult(
         history={name: gather(lambda p, n=name: p.history[n]) for name in parts[0][1].history},
         status=gather(lambda p: p.status),
+        status_codes=gather(lambda p: p.status_codes),
         stopped_epoch=gather(lambda p: p.stopped_epoch),
         updates=gather(lambda p: p.updates),
         diverged_at=gather(lambda p: p.diverged_at),

@@ -170,28 +170,41 @@ class SeedLayout:
     ):
         self.placement = Placement() if placement is None else placement
         seeds = np.asarray(seeds, np.int64).reshape(-1)
-        unique, rows = factorize(seeds)  # rows in order of first appearance
-        members = group_members(rows, unique.size)  # each row's configs, in order
-        counts = np.array([m.size for m in members], np.int64)
+        if seeds.size > 1 and (seeds[1:] >= seeds[:-1]).all():
+            # sorted seeds (a grid with seed as its first axis): each row is a run of
+            # configs, found without sorting
+            starts = np.concatenate([[0], np.flatnonzero(seeds[1:] != seeds[:-1]) + 1])
+            counts = np.diff(np.append(starts, seeds.size))
+            unique = seeds[starts]
+            self.rows = np.repeat(np.arange(starts.size), counts)
+            self.cols = np.arange(seeds.size) - np.repeat(starts, counts)
+        else:
+            unique, self.rows = factorize(seeds)  # rows in order of first appearance
+            members = group_members(self.rows, unique.size)  # each row's configs, in order
+            counts = np.array([m.size for m in members], np.int64)
+            starts = np.array([m[0] for m in members], np.int64)
+            self.cols = np.empty(seeds.size, np.int64)
+            ordered = np.concatenate(members)
+            self.cols[ordered] = np.arange(seeds.size) - np.repeat(
+                np.cumsum(counts) - counts, counts
+            )
         most = int(counts.max())
         width = most if width is None else width
         if width < most:
             raise ValueError(f"width={width}: a seed has {most} configs")
         width = self.placement.width(width)
         self.unique_seeds = unique.astype(np.int32)
-        self.rows = rows
-        self.cols = np.empty(seeds.size, np.int64)
-        ordered = np.concatenate(members)
-        starts = np.repeat(np.cumsum(counts) - counts, counts)
-        self.cols[ordered] = np.arange(seeds.size) - starts
-        # spare slots repeat their row's first config
-        self.slots = np.repeat(np.array([m[0] for m in members], np.int64)[:, None], width, 1)
-        self.slots[self.rows, self.cols] = np.arange(seeds.size)
-        # configs already in row-major slot order (seeds sorted, no padding): moving to
+        # configs already in row-major slot order (sorted seeds, no padding): moving to
         # and from the slots is a reshape, not a gather
-        self.in_order = self.slots.size == seeds.size and bool(
-            (self.slots.reshape(-1) == np.arange(seeds.size)).all()
+        self.in_order = bool(
+            (counts == width).all() and (starts == np.arange(0, seeds.size, width)).all()
         )
+        if self.in_order:
+            self.slots = np.arange(seeds.size).reshape(-1, width)
+        else:
+            # spare slots repeat their row's first config
+            self.slots = np.repeat(starts[:, None], width, 1)
+            self.slots[self.rows, self.cols] = np.arange(seeds.size)
 
     def grid(self, values: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
         """Per-config scalars ``{name: [K_p]}`` as ``{name: [U, M]}`` device arrays."""

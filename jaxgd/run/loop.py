@@ -59,6 +59,8 @@ class LoopResult:
         report: the last report.
         group_members: per group, its config indices as an array (``groups``' lists,
             without converting a million Python ints back).
+        status_codes: ``[K]`` the status as ``core.state`` codes (0 running, 1 diverged,
+            2 stopped), for comparisons without strings.
     """
 
     history: dict[str, np.ndarray]
@@ -71,6 +73,7 @@ class LoopResult:
     report: ChunkReport | None
     groups: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     group_members: list[np.ndarray] = dataclasses.field(default_factory=list)
+    status_codes: np.ndarray | None = None
 
 
 class _Run:
@@ -108,8 +111,8 @@ class _Run:
         values = program.unpack(metrics)
         span = slice(first, first + next(iter(values.values())).shape[1])
         members = program.members
-        if members.size == self.count and np.array_equal(members, np.arange(self.count)):
-            members = slice(None)  # every config, in order: assigned without a scatter
+        if _every_config(members, self.count):
+            members = slice(None)  # assigned without a scatter
         was_stopped = self.stopped[members] if self.stopped.any() else None
         for name, value in values.items():
             if name not in self.history:
@@ -127,7 +130,9 @@ class _Run:
                 self.history[name][:, done] = _forward_fill(self.history[name][:, done])
         codes = np.nan_to_num(self.history["status"][:, epochs_done - 1], nan=STOPPED)
         codes[self.stopped] = STOPPED
-        status = _status_names(codes.astype(np.int8))
+        codes = codes.astype(np.int8)
+        status = _status_names(codes)
+        self.last_status = (codes, status)  # the result reuses the names if they hold
         seen = np.cumsum(self.examples_per_epoch[:, done], axis=1)
         examples_seen = seen[:, -1]
         if self.stopped.any():
@@ -327,6 +332,18 @@ def group_record(program: Program | dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _every_config(members: np.ndarray, count: int) -> bool:
+    """Whether ``members`` is ``0, 1, ..., count - 1`` (checked without a new index
+    array: strictly increasing, count of them, from 0)."""
+    return bool(
+        members.size == count
+        and count
+        and members[0] == 0
+        and members[-1] == count - 1
+        and (members[1:] > members[:-1]).all()
+    )
+
+
 def _status_names(codes: np.ndarray) -> np.ndarray:
     """Status codes as names (one fill when every config has the same status)."""
     if codes.size and codes.min() == codes.max():
@@ -477,8 +494,8 @@ def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
     diverged_at = np.full(count, -1, np.int64)
     params = None
     for members, final in run.finals:
-        if members.size == count and np.array_equal(members, np.arange(count)):
-            members = slice(None)  # one program of every config, in order: no scatter
+        if _every_config(members, count):
+            members = slice(None)  # one program of every config: no scatter
         updates[members] = final.updates
         codes[members] = final.status
         diverged_at[members] = final.diverged_at
@@ -503,7 +520,13 @@ def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
     # A config stopped just before its program was rebuilt left before the device saw
     # the stop: the host's record is the one that holds.
     codes[run.stopped] = STOPPED
-    status = _status_names(codes)
+    codes = codes.astype(np.int8)
+    last = getattr(run, "last_status", None)
+    if report is not None and last is not None and report.status is last[1]:
+        same = np.array_equal(codes, last[0])
+        status = report.status if same else _status_names(codes)
+    else:
+        status = _status_names(codes)
     return LoopResult(
         history=history,
         status=status,
@@ -518,4 +541,5 @@ def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
             p.members if isinstance(p, Program) else np.asarray(p["configs"], np.int64)
             for p in run.built
         ],
+        status_codes=codes,
     )
