@@ -287,7 +287,8 @@ RANGES: dict[str, str] = {
 
 
 def in_interval(value: float, interval: str) -> bool:
-    """Whether ``value`` lies in ``interval``, written ``"[low, high)"`` (``inf`` allowed).
+    """Whether ``value`` lies in ``interval``, written ``"[low, high)"`` (``inf`` allowed);
+    elementwise for a NumPy array of values.
 
     Example:
         >>> in_interval(0.9, "[0, 1)"), in_interval(1.0, "[0, 1)")
@@ -296,7 +297,7 @@ def in_interval(value: float, interval: str) -> bool:
     low, high = (float(end.strip(" [()]")) for end in interval.split(","))
     above = value >= low if interval.startswith("[") else value > low
     below = value <= high if interval.endswith("]") else value < high
-    return above and below
+    return above & below
 
 
 def _is_number(value: Any) -> bool:

@@ -106,31 +106,31 @@ class SweepResult:
         ``best_<metric>`` is the minimum over epochs for losses and the maximum for other
         metrics (accuracy); diverged epochs (NaN) are skipped.
         """
-        rows = []
-        for i, config in enumerate(self.configs):
-            row = {
-                k: (v if isinstance(v, (int, float, str, bool)) else str(v))
-                for k, v in config.items()
-            }
-            for name in self._metric_names():
-                values = self.history[name][i]
-                row[f"final_{name}"] = float(values[-1])
-                finite = values[np.isfinite(values)]
-                if finite.size:
-                    best = finite.min() if name.endswith("loss") else finite.max()
-                    row[f"best_{name}"] = float(best)
-                else:
-                    row[f"best_{name}"] = float("nan")
-            row["updates"] = int(self.updates[i])
-            row["examples_seen"] = int(self.examples_seen[i])
-            row["diverged"] = bool(self.diverged[i])
-            row["diverged_step"] = int(self.diverged_step[i])
-            row["status"] = str(self.status[i])
-            row["stopped_epoch"] = int(self.stopped_epoch[i])
-            row["seconds"] = float(self.seconds[i])
-            row["compile_seconds"] = float(self.compile_seconds[i])
-            rows.append(row)
-        return rows
+        return [self._row(i, config) for i, config in enumerate(self.configs)]
+
+    def _row(self, i: int, config: dict[str, Any]) -> dict[str, Any]:
+        """Config ``i``'s row of ``table()``."""
+        row = {
+            k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.items()
+        }
+        for name in self._metric_names():
+            values = self.history[name][i]
+            row[f"final_{name}"] = float(values[-1])
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                best = finite.min() if name.endswith("loss") else finite.max()
+                row[f"best_{name}"] = float(best)
+            else:
+                row[f"best_{name}"] = float("nan")
+        row["updates"] = int(self.updates[i])
+        row["examples_seen"] = int(self.examples_seen[i])
+        row["diverged"] = bool(self.diverged[i])
+        row["diverged_step"] = int(self.diverged_step[i])
+        row["status"] = str(self.status[i])
+        row["stopped_epoch"] = int(self.stopped_epoch[i])
+        row["seconds"] = float(self.seconds[i])
+        row["compile_seconds"] = float(self.compile_seconds[i])
+        return row
 
     def best(
         self, metric: str = "val_loss", mode: str | None = None, over: str | None = None
@@ -165,11 +165,21 @@ class SweepResult:
             raise InputError(f"over={over!r}: use None or 'seed' (mean over seeds)")
         final = self.history[metric][:, -1].astype(float)
         eligible = (np.asarray(self.status) == "running") & np.isfinite(final)
-        groups: dict[Any, list[int]] = {}
-        for index, config in enumerate(self.configs):
-            key = index if over is None else repr(sorted(_without_seed(config).items()))
-            groups.setdefault(key, []).append(index)
-        candidates = [(m, float(np.mean(final[m]))) for m in groups.values() if eligible[m].all()]
+        if over is None:  # one candidate per config: no dict per config is built
+            index = np.flatnonzero(eligible)
+            if index.size:  # the first of the best (ties go to the lowest index)
+                sign = 1.0 if mode == "min" else -1.0
+                pick = int(index[np.argmin(sign * final[index])])
+                candidates = [([pick], float(final[pick]))]
+            else:
+                candidates = []
+        else:
+            groups: dict[Any, list[int]] = {}
+            for index, config in enumerate(self.configs):
+                groups.setdefault(repr(sorted(_without_seed(config).items())), []).append(index)
+            candidates = [
+                (m, float(np.mean(final[m]))) for m in groups.values() if eligible[m].all()
+            ]
         if not candidates:
             counts = {s: int(np.sum(np.asarray(self.status) == s)) for s in ("diverged", "stopped")}
             raise ValueError(
@@ -179,7 +189,7 @@ class SweepResult:
             )
         sign = 1.0 if mode == "min" else -1.0
         members, score = min(candidates, key=lambda c: (sign * c[1], c[0][0]))
-        row = {"config": members[0], **self.table()[members[0]]}
+        row = {"config": members[0], **self._row(members[0], self.configs[members[0]])}
         if over == "seed":
             row["configs"] = members
             row[f"mean_final_{metric}"] = score

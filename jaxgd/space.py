@@ -1,4 +1,5 @@
-"""Search spaces: a ``Space`` is an ordered list of configs (dicts of hyperparameters).
+"""Search spaces: a ``Space`` is an ordered list of configs (dicts of hyperparameters),
+held as columns.
 
 Keys with a special meaning: ``batch_size`` (int), ``seed`` (int: initial parameters and
 data order), ``optimizer`` (a name, an optax factory or an ``Optimizer``), and the
@@ -16,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,34 +25,77 @@ from typing import Any
 import numpy as np
 
 from ._io import optional_import
+from .columns import ConfigRows, column
 from .errors import InputError
 
 __all__ = ["Space", "grid", "sample", "quasi_random", "loguniform", "uniform", "choice"]
 
 
-@dataclasses.dataclass(frozen=True)
 class Space:
-    """An ordered collection of configs; ``+`` concatenates spaces."""
+    """An ordered collection of configs, held as columns (``jaxgd.columns``); ``+``
+    concatenates spaces and ``space[a:b]`` (or ``take``) selects configs without building
+    a dict per config.
 
-    configs: tuple[Mapping[str, Any], ...]
+    Args:
+        configs: the configs, a sequence of dicts (or another space's ``configs``).
+    """
+
+    def __init__(self, configs: Sequence[Mapping[str, Any]] | ConfigRows = ()):
+        if isinstance(configs, Space):
+            configs = configs.configs
+        if not isinstance(configs, ConfigRows):
+            configs = list(configs)
+            for index, config in enumerate(configs):
+                if not isinstance(config, Mapping):
+                    raise InputError(
+                        f"space: config {index} is {config!r}, not a dict of hyperparameters; "
+                        "build the space with jaxgd.grid(...) or jaxgd.sample(...)"
+                    )
+            configs = ConfigRows.from_dicts(configs)
+        self._rows = configs
+
+    @property
+    def configs(self) -> ConfigRows:
+        """The configs as a sequence of dicts, each built when asked for."""
+        return self._rows
 
     def __len__(self) -> int:
-        return len(self.configs)
+        return len(self._rows)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (dict(c) for c in self.configs)
+        return iter(self._rows)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return dict(self.configs[index])
+    def __getitem__(self, index):
+        """Config ``index`` as a dict; a slice gives a ``Space``."""
+        if isinstance(index, slice):
+            return Space(self._rows[index])
+        return self._rows[index]
 
-    def __add__(self, other: Space) -> Space:
-        return Space(self.configs + tuple(other.configs))
+    def take(self, indices: Sequence[int] | np.ndarray) -> Space:
+        """The configs at ``indices``, in that order."""
+        return Space(self._rows.take(indices))
+
+    def __add__(self, other: Space | Sequence[Mapping[str, Any]]) -> Space:
+        other = other.configs if isinstance(other, Space) else Space(other).configs
+        return Space(self._rows + other)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Space):
+            return NotImplemented
+        return self._rows == other._rows
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Space({self._rows!r})"
 
 
 def grid(**axes: Sequence[Any] | Any) -> Space:
     """The Cartesian product of the given values, the last axis varying fastest.
 
     A scalar is a one-value axis: ``grid(learning_rate=[0.1, 0.01], momentum=0.9)``.
+    Built column by column: each axis's values are indexed by its position in the
+    product (a million configs are a few arrays).
     """
     if not axes:
         raise InputError("grid() needs at least one axis, e.g. grid(learning_rate=[0.1, 0.01])")
@@ -63,9 +106,15 @@ def grid(**axes: Sequence[Any] | Any) -> Space:
         axis = list(axis) if isinstance(axis, (list, tuple, range)) else [axis]
         if not axis:
             raise InputError(f"grid axis {name}=[] is empty: give at least one value")
-        values[name] = [v.item() if isinstance(v, np.generic) else v for v in axis]
-    names = list(values)
-    return Space(tuple(dict(zip(names, combo)) for combo in itertools.product(*values.values())))
+        values[name] = column([v.item() if isinstance(v, np.generic) else v for v in axis])
+    shape = tuple(len(v) for v in values.values())
+    columns = {}
+    for position, (name, axis) in enumerate(values.items()):
+        along = [1] * len(shape)
+        along[position] = shape[position]
+        index = np.broadcast_to(np.arange(shape[position]).reshape(along), shape).reshape(-1)
+        columns[name] = axis[index]
+    return Space(ConfigRows([columns]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,22 +124,24 @@ class _Distribution:
     high: float = 1.0
     values: tuple[Any, ...] = ()
 
-    def draw(self, rng: np.random.Generator, size: int) -> list[Any]:
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` draws, as a column."""
         if self.kind == "loguniform":
-            return np.exp(rng.uniform(math.log(self.low), math.log(self.high), size)).tolist()
+            return np.exp(rng.uniform(math.log(self.low), math.log(self.high), size))
         if self.kind == "uniform":
-            return rng.uniform(self.low, self.high, size).tolist()
+            return rng.uniform(self.low, self.high, size)
         picks = rng.integers(0, len(self.values), size)
-        return [self.values[i] for i in picks]
+        return column([_plain(v) for v in self.values])[picks]
 
-    def from_unit(self, u: np.ndarray) -> list[Any]:
-        """The values at quantiles ``u`` in [0, 1): the inverse of the distribution's CDF."""
+    def from_unit(self, u: np.ndarray) -> np.ndarray:
+        """The values at quantiles ``u`` in [0, 1) (the inverse of the distribution's
+        CDF), as a column."""
         if self.kind == "loguniform":
-            return np.exp(math.log(self.low) + u * math.log(self.high / self.low)).tolist()
+            return np.exp(math.log(self.low) + u * math.log(self.high / self.low))
         if self.kind == "uniform":
-            return (self.low + u * (self.high - self.low)).tolist()
+            return self.low + u * (self.high - self.low)
         picks = np.minimum((u * len(self.values)).astype(int), len(self.values) - 1)
-        return [self.values[i] for i in picks]
+        return column([_plain(v) for v in self.values])[picks]
 
 
 def loguniform(low: float, high: float) -> _Distribution:
@@ -116,6 +167,17 @@ def choice(values: Sequence[Any]) -> _Distribution:
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _drawn(values: Any) -> np.ndarray:
+    """A scipy distribution's draws as a column (Python types in rows, as ``.item()``)."""
+    values = np.asarray(values).reshape(-1)
+    return column(values if values.dtype.kind in "iuf" else [_plain(v) for v in values])
+
+
+def _constant(value: Any, num: int) -> np.ndarray:
+    """``num`` copies of one value, as a column (no copy: a broadcast view)."""
+    return np.broadcast_to(column([_plain(value)]), (num,))
 
 
 def sample(num: int, *, sample_seed: int | None = None, **dimensions: Any) -> Space:
@@ -150,10 +212,10 @@ def sample(num: int, *, sample_seed: int | None = None, **dimensions: Any) -> Sp
         if isinstance(dim, _Distribution):
             columns[name] = dim.draw(rng, num)
         elif hasattr(dim, "rvs"):
-            columns[name] = [_plain(v) for v in np.asarray(dim.rvs(size=num, random_state=rng))]
+            columns[name] = _drawn(dim.rvs(size=num, random_state=rng))
         else:
-            columns[name] = [dim] * num
-    return Space(tuple({name: columns[name][i] for name in columns} for i in range(num)))
+            columns[name] = _constant(dim, num)
+    return Space(ConfigRows([columns]))
 
 
 def quasi_random(num: int, sample_seed: int, *, method: str = "halton", **dimensions: Any) -> Space:
@@ -194,7 +256,7 @@ def quasi_random(num: int, sample_seed: int, *, method: str = "halton", **dimens
             dim = uniform(*dim)
         if isinstance(dim, _Distribution) or hasattr(dim, "ppf"):
             varying[name] = dim
-    columns = {name: [dim] * num for name, dim in dimensions.items() if name not in varying}
+    columns = {name: _constant(dim, num) for name, dim in dimensions.items() if name not in varying}
     if varying:
         engine = engines[method](d=len(varying), scramble=True, seed=sample_seed)
         with warnings.catch_warnings():
@@ -206,6 +268,5 @@ def quasi_random(num: int, sample_seed: int, *, method: str = "halton", **dimens
             if isinstance(dim, _Distribution):
                 columns[name] = dim.from_unit(u)
             else:
-                columns[name] = [_plain(v) for v in np.asarray(dim.ppf(u))]
-    names = list(dimensions)
-    return Space(tuple({name: columns[name][i] for name in names} for i in range(num)))
+                columns[name] = _drawn(dim.ppf(u))
+    return Space(ConfigRows([{name: columns[name] for name in dimensions}]))

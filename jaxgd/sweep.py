@@ -7,7 +7,6 @@ reports to callbacks (``jaxgd.run``); the result comes back in the order of the 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import hashlib
 import os
@@ -19,7 +18,8 @@ import jax
 import numpy as np
 
 from . import validate
-from .configs import ResolvedConfig, resolve_configs
+from .columns import most_repeated
+from .configs import ResolvedConfigs, resolve_configs
 from .core.blocks import default_config_block, footprint
 from .core.disk_cache import use_disk_cache
 from .core.layout import Placement, to_host
@@ -31,7 +31,7 @@ from .core.memory import (
     default_budget,
     plan_slices,
 )
-from .core.state import DEFAULT_DIVERGENCE
+from .core.state import DEFAULT_DIVERGENCE, DIVERGED
 from .core.step import measurement_probes
 from .data import BatchPlan, HostData, as_dataset, example_of, num_examples, split
 from .errors import InputError
@@ -43,6 +43,7 @@ from .results import SweepResult
 from .run.checkpoint import Checkpointer
 from .run.loop import LoopResult, run_loop
 from .run.report import Callback
+from .schedules import BatchSchedule
 from .space import Space
 from .strategies import STRATEGIES, PlanContext, ProgramSpec, choose_strategy
 
@@ -223,7 +224,7 @@ def sweep(
             divergence=float(divergence),
         )
 
-    def context_for(part: Sequence[ResolvedConfig]) -> PlanContext:
+    def context_for(part: ResolvedConfigs) -> PlanContext:
         return PlanContext(
             epochs=epochs,
             num_train=num_train,
@@ -239,7 +240,8 @@ def sweep(
     )
     memory = _memory_plan(configs, problem, train, evals, epochs, options, placement)
     if len(memory.slices) > 1 and (callbacks or checkpoint_dir is not None):
-        what = f"callbacks={callbacks!r}" if callbacks else f"checkpoint_dir={checkpoint_dir!r}"
+        names = ", ".join(type(c).__name__ for c in callbacks)  # (their repr is an address)
+        what = f"callbacks=[{names}]" if callbacks else f"checkpoint_dir={checkpoint_dir!r}"
         raise InputError(
             f"{what}: the sweep runs in {len(memory.slices)} sequential slices to fit "
             f"max_memory={memory.budget:,} bytes per device ({memory.source}), and callbacks "
@@ -252,8 +254,7 @@ def sweep(
     checked = set()
     while pending:
         members, padding = pending[0]
-        part = configs if members.size == len(configs) else [configs[i] for i in members]
-        part = part + [_inactive_copy(configs[i], seed) for i, seed in padding]
+        part = _slice_configs(configs, members, padding)
         programs = STRATEGIES[strategy].plan(part, context_for(part))
         shape = tuple((p.label, p.slot_count) for p in programs)
         # (not with checkpoint arguments: their checks come first, before any compile)
@@ -268,13 +269,13 @@ def sweep(
                 memory, pending = correct_slices(memory, pending, measured, slots, placement.count)
                 continue
         pending.pop(0)
-        sizes = _batch_sizes(part, epochs)
+        sizes = part.batch_sizes(epochs)
         # The last check, once every other input is known good: only then is the folder
         # claimed.
         checkpoint = _checkpointer(checkpoint_dir, resume, overwrite, options)
         if checkpoint is not None:
             checkpoint.fingerprint = _fingerprint(
-                configs=[c.row for c in configs],
+                configs=list(configs.rows),
                 problem=problem.name,
                 data=_data_digest(train, evals),
                 strategy=strategy,
@@ -293,7 +294,7 @@ def sweep(
             programs,
             epochs=epochs,
             epochs_per_chunk=options.epochs_per_chunk,
-            configs=[c.row for c in part],
+            configs=part.rows,
             examples_per_epoch=_examples_per_epoch(sizes, num_train, drop_last),
             batch_sizes=sizes,
             train=train,
@@ -311,9 +312,9 @@ def sweep(
     seconds = np.zeros(len(configs))
     compile_seconds = np.zeros(len(configs))
     groups = loop.groups
-    for group in groups:
-        seconds[group["configs"]] += group["seconds"]
-        compile_seconds[group["configs"]] += group["compile_seconds"]
+    for group, members in zip(groups, loop.group_members):
+        seconds[members] += group["seconds"]
+        compile_seconds[members] += group["compile_seconds"]
     meta = run_meta(
         {
             "epochs": epochs,
@@ -331,11 +332,11 @@ def sweep(
     )
     return SweepResult(
         meta=meta,
-        configs=[c.row for c in configs],
+        configs=configs.rows.with_cache(),
         history=loop.history,
         updates=loop.updates,
         examples_seen=loop.history["examples_seen"][:, -1].copy(),
-        diverged=loop.status == "diverged",
+        diverged=loop.status_codes == DIVERGED,
         diverged_step=loop.diverged_at,
         status=loop.status,
         stopped_epoch=loop.stopped_epoch,
@@ -400,15 +401,6 @@ def _data_digest(train: PyTree, evals: dict[str, PyTree]) -> str:
     return digest.hexdigest()
 
 
-def _batch_sizes(configs: Sequence[ResolvedConfig], epochs: int) -> np.ndarray:
-    """``[K, epochs]``: each config's batch size at each epoch's start (built column-wise:
-    per-config lists cost seconds at a million configs)."""
-    fixed = [c.batch_size for c in configs]
-    if all(type(b) is int for b in fixed):
-        return np.repeat(np.asarray(fixed, np.int64)[:, None], epochs, axis=1)
-    return np.array([c.batch_sizes(epochs) for c in configs])
-
-
 def _examples_per_epoch(sizes: np.ndarray, num_train: int, drop_last: bool) -> np.ndarray:
     """``[K, epochs]`` examples each config trains on in each epoch."""
     if not drop_last:
@@ -426,7 +418,8 @@ def _block_rule(config_block, configs, problem, train):
     measured = footprint(problem, example) if backend == "cpu" else None
 
     def block_for(members, batch_size):
-        per_seed = max(collections.Counter(configs[i].seed for i in members).values())
+        seeds = configs.seed if len(members) == len(configs) else configs.seed[members]
+        per_seed = most_repeated(seeds)
         return default_config_block(batch_size, per_seed, backend, measured)
 
     return block_for
@@ -441,26 +434,18 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> 
         budget, source = options.max_memory, "SweepOptions.max_memory"
     example = example_of(train)
     eval_examples = max((num_examples(e) for e in evals.values()), default=0)
-    programs = {}  # (optimizer, batch size or schedule): the configs of one program
-    groups = np.array(
-        [programs.setdefault((c.optimizer, c.batch_size), len(programs)) for c in configs]
-    )
-    cost = {
-        index: config_bytes(
-            problem,
-            optimizer,
-            example,
-            size if type(size) is int else max(size.per_epoch(epochs)),
-            options.eval_batch_size,
-            eval_examples,
+    programs = configs.groups()  # (optimizer, batch size or schedule, members)
+    groups = np.zeros(len(configs), np.int64)  # each config's program
+    per_config = np.zeros(len(configs), np.int64)
+    for index, (optimizer, size, members) in enumerate(programs):
+        largest = max(size.per_epoch(epochs)) if isinstance(size, BatchSchedule) else size
+        groups[members] = index
+        per_config[members] = config_bytes(
+            problem, optimizer, example, largest, options.eval_batch_size, eval_examples
         )
-        for (optimizer, size), index in programs.items()
-    }
-    per_config = np.array([cost[g] for g in range(len(programs))], np.int64)[groups]
-    seeds = np.array([c.seed for c in configs], np.int64)
     data_bytes = _device_data_bytes(train, evals, configs, epochs)
     return plan_slices(
-        per_config, data_bytes, budget, placement.count, source, groups=groups, seeds=seeds
+        per_config, data_bytes, budget, placement.count, source, groups=groups, seeds=configs.seed
     )
 
 
@@ -481,10 +466,15 @@ def _compiled_bytes(programs, train, evals) -> int | None:
     return total
 
 
-def _inactive_copy(config: ResolvedConfig, seed: int) -> ResolvedConfig:
-    """A copy of ``config`` with ``seed`` that pads a memory slice to the shape of the
-    others (``jaxgd.core.memory.plan_slices``); its results are dropped."""
-    return dataclasses.replace(config, seed=int(seed), row={**config.row, "seed": int(seed)})
+def _slice_configs(configs: ResolvedConfigs, members: np.ndarray, padding: np.ndarray):
+    """The configs of a memory slice: those at ``members``, then inactive copies that pad
+    it to the shape of the others (``padding`` rows ``(config copied, seed)``,
+    ``jaxgd.core.memory.plan_slices``), whose results are dropped."""
+    if not len(padding):
+        return configs if members.size == len(configs) else configs.take(members)
+    part = configs.take(np.concatenate([members, padding[:, 0]]))
+    part.seed[members.size :] = padding[:, 1]  # take copied the column
+    return part
 
 
 def _device_data_bytes(train, evals, configs, epochs) -> int:
@@ -493,8 +483,8 @@ def _device_data_bytes(train, evals, configs, epochs) -> int:
     evals_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(evals))
     if not isinstance(train, HostData):
         return evals_bytes + sum(leaf.nbytes for leaf in jax.tree.leaves(train))
-    seeds = len({c.seed for c in configs})
-    sizes = {b for c in configs for b in c.batch_sizes(epochs)}
+    seeds = np.unique(configs.seed).size
+    sizes = np.unique(configs.batch_sizes(epochs)).tolist()
     return evals_bytes + 2 * max(
         train.window_nbytes(BatchPlan(train.num_examples, b), seeds) for b in sizes
     )
@@ -519,6 +509,7 @@ def _merge(parts, count: int) -> LoopResult:
     return LoopResult(
         history={name: gather(lambda p, n=name: p.history[n]) for name in parts[0][1].history},
         status=gather(lambda p: p.status),
+        status_codes=gather(lambda p: p.status_codes),
         stopped_epoch=gather(lambda p: p.stopped_epoch),
         updates=gather(lambda p: p.updates),
         diverged_at=gather(lambda p: p.diverged_at),
@@ -526,18 +517,21 @@ def _merge(parts, count: int) -> LoopResult:
         programs=[program for _, part in parts for program in part.programs],
         report=parts[-1][1].report,
         groups=[
-            {**group, "configs": _active(members, group["configs"])}
+            {**group, "configs": _active(members, indices).tolist()}
             for members, part in parts
-            for group in part.groups
+            for group, indices in zip(part.groups, part.group_members)
+        ],
+        group_members=[
+            _active(members, indices) for members, part in parts for indices in part.group_members
         ],
     )
 
 
-def _active(members: np.ndarray, positions: Sequence[int]) -> list[int]:
+def _active(members: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """The sweep's indices of a slice's configs at ``positions``, inactive padding (the
     positions after ``members``) left out."""
     positions = np.asarray(positions, np.int64)
-    return members[positions[positions < members.size]].tolist()
+    return members[positions[positions < members.size]]
 
 
 def _options_record(options: SweepOptions) -> dict[str, Any]:

@@ -9,16 +9,15 @@ the data on the host, the hyperparameters against each optimizer family's ranges
 
 from __future__ import annotations
 
-import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .configs import ResolvedConfig, scalar
+from .configs import ResolvedConfigs, scalar
 from .data import HostData
 from .errors import InputError
 from .optimizers import in_interval
@@ -253,25 +252,49 @@ def check_contract(problem: Problem, datasets: Mapping[str, PyTree]) -> None:
                 )
 
 
-def check_hyperparameters(configs: Sequence[ResolvedConfig]) -> None:
+def check_hyperparameters(configs: ResolvedConfigs) -> None:
     """Seeds in ``[0, MAX_SEED]``; every numeric hyperparameter finite and inside the
-    interval its family declares (``Optimizer.range_of``)."""
-    for index, config in enumerate(configs):
-        if not 0 <= config.seed <= MAX_SEED:
-            raise InputError(
-                f"config {index}: seed={config.seed}: seeds must lie in [0, {MAX_SEED}] "
-                "(they are int32 on the device)"
+    interval its family declares (``Optimizer.range_of``). Checked column by column; the
+    message names the first config at fault."""
+    faults = []  # (config, order within a config, message)
+    bad_seed = _first((configs.seed < 0) | (configs.seed > MAX_SEED))
+    if bad_seed is not None:
+        faults.append(
+            (
+                bad_seed,
+                -1,
+                f"config {bad_seed}: seed={int(configs.seed[bad_seed])}: seeds must lie in "
+                f"[0, {MAX_SEED}] (they are int32 on the device)",
             )
-        for name, value in config.hyperparams.items():
-            interval = config.optimizer.range_of(name)
-            if not math.isfinite(value) or (interval and not in_interval(value, interval)):
-                expected = f"in {interval}" if interval else "finite"
-                raise InputError(
-                    f"config {index}: {name}={value!r} for optimizer "
-                    f"{config.optimizer.name!r}: must be {expected}; remove it from the "
-                    f"space or declare another range with jaxgd.optimizer(..., "
-                    f"ranges={{{name!r}: ...}})"
+        )
+    for optimizer, _, members in configs.groups(by_batch_size=False):
+        whole = members.size == len(configs)
+        for order, name in enumerate(optimizer.hyperparameter_names):
+            values = configs.hyperparams[name] if whole else configs.hyperparams[name][members]
+            interval = optimizer.range_of(name)
+            bad = ~np.isfinite(values)
+            if interval:
+                bad |= ~in_interval(values, interval)
+            first = _first(bad)
+            if first is None:
+                continue
+            index = int(members[first])
+            expected = f"in {interval}" if interval else "finite"
+            faults.append(
+                (
+                    index,
+                    order,
+                    f"config {index}: {name}={float(values[first])!r} for optimizer "
+                    f"{optimizer.name!r}: must be {expected}; remove it from the space or "
+                    f"declare another range with jaxgd.optimizer(..., ranges={{{name!r}: ...}})",
                 )
+            )
+    if faults:
+        raise InputError(min(faults)[2])
+
+
+def _first(bad: np.ndarray) -> int | None:
+    return int(np.argmax(bad)) if bad.any() else None
 
 
 def _path(path) -> str:

@@ -230,7 +230,8 @@ CASES = [
             callbacks=[jaxgd.EarlyStopping(metric="val_loss")],
             options=jaxgd.SweepOptions(max_memory=600),
         ),
-        r"callbacks=.*runs in 4 sequential slices to fit max_memory=600 bytes",
+        r"callbacks=\[EarlyStopping\]: the sweep runs in 4 sequential slices to fit "
+        r"max_memory=600 bytes",
     ),
     (
         "slices-with-checkpoints",

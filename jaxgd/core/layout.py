@@ -14,13 +14,15 @@ through ``to_host`` alone, which gathers from every process when a sweep spans s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ..columns import factorize, group_members
 
 __all__ = [
     "CONFIG_AXIS",
@@ -167,29 +169,50 @@ class SeedLayout:
         self, seeds: Sequence[int], width: int | None = None, placement: Placement | None = None
     ):
         self.placement = Placement() if placement is None else placement
-        seeds = [int(s) for s in seeds]
-        unique = list(dict.fromkeys(seeds))
-        members = {s: [i for i, seed in enumerate(seeds) if seed == s] for s in unique}
-        most = max(len(m) for m in members.values())
+        seeds = np.asarray(seeds, np.int64).reshape(-1)
+        if seeds.size > 1 and (seeds[1:] >= seeds[:-1]).all():
+            # sorted seeds (a grid with seed as its first axis): each row is a run of
+            # configs, found without sorting
+            starts = np.concatenate([[0], np.flatnonzero(seeds[1:] != seeds[:-1]) + 1])
+            counts = np.diff(np.append(starts, seeds.size))
+            unique = seeds[starts]
+            self.rows = np.repeat(np.arange(starts.size), counts)
+            self.cols = np.arange(seeds.size) - np.repeat(starts, counts)
+        else:
+            unique, self.rows = factorize(seeds)  # rows in order of first appearance
+            members = group_members(self.rows, unique.size)  # each row's configs, in order
+            counts = np.array([m.size for m in members], np.int64)
+            starts = np.array([m[0] for m in members], np.int64)
+            self.cols = np.empty(seeds.size, np.int64)
+            ordered = np.concatenate(members)
+            self.cols[ordered] = np.arange(seeds.size) - np.repeat(
+                np.cumsum(counts) - counts, counts
+            )
+        most = int(counts.max())
         width = most if width is None else width
         if width < most:
             raise ValueError(f"width={width}: a seed has {most} configs")
         width = self.placement.width(width)
-        self.unique_seeds = np.array(unique, dtype=np.int32)
-        self.slots = np.array([m + [m[0]] * (width - len(m)) for m in members.values()])
-        self.rows = np.empty(len(seeds), np.int64)
-        self.cols = np.empty(len(seeds), np.int64)
-        for row, m in enumerate(members.values()):
-            self.rows[m] = row
-            self.cols[m] = np.arange(len(m))
+        self.unique_seeds = unique.astype(np.int32)
+        # configs already in row-major slot order (sorted seeds, no padding): moving to
+        # and from the slots is a reshape, not a gather
+        self.in_order = bool(
+            (counts == width).all() and (starts == np.arange(0, seeds.size, width)).all()
+        )
+        if self.in_order:
+            self.slots = np.arange(seeds.size).reshape(-1, width)
+        else:
+            # spare slots repeat their row's first config
+            self.slots = np.repeat(starts[:, None], width, 1)
+            self.slots[self.rows, self.cols] = np.arange(seeds.size)
 
-    def grid(self, values: Sequence[dict[str, float]]) -> dict[str, jax.Array]:
-        """Per-config scalars ``[{name: value}]`` as ``{name: [U, M]}`` device arrays."""
+    def grid(self, values: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+        """Per-config scalars ``{name: [K_p]}`` as ``{name: [U, M]}`` device arrays."""
         dtype = jnp.result_type(float)
         return self.put(
             {
-                name: np.array([[v[name] for v in row] for row in self.values(values)], dtype)
-                for name in values[0]
+                name: self.to_slots(np.asarray(column)).astype(dtype)
+                for name, column in values.items()
             }
         )
 
@@ -201,11 +224,12 @@ class SeedLayout:
         """``[U, ...]`` leaves (seeds, shuffle keys) on every device."""
         return self.placement.replicated(per_row)
 
-    def values(self, per_config: Sequence[Any]) -> list[list[Any]]:
-        return [[per_config[i] for i in row] for row in self.slots]
-
     def to_slots(self, per_config: Any) -> Any:
         """``[K_p, ...]`` (array or pytree of arrays) to ``[U, M, ...]``."""
+        if self.in_order:
+            return jax.tree.map(
+                lambda leaf: leaf.reshape(self.slots.shape + leaf.shape[1:]), per_config
+            )
         return jax.tree.map(lambda leaf: leaf[self.slots], per_config)
 
     def unpack(self, slotted: Any, axis: int = 0) -> Any:
@@ -214,6 +238,10 @@ class SeedLayout:
 
         def one(leaf):
             leaf = np.moveaxis(to_host(leaf), (axis, axis + 1), (0, 1))
-            return np.moveaxis(leaf[self.rows, self.cols], 0, axis)
+            if self.in_order:
+                configs = leaf.reshape((-1,) + leaf.shape[2:])
+            else:
+                configs = leaf[self.rows, self.cols]
+            return np.moveaxis(configs, 0, axis)
 
         return jax.tree.map(one, slotted)

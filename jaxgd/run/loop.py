@@ -41,6 +41,8 @@ COUNTERS = ("updates", "batch_size", "status")
 # running for a 1.15 s compile, and its rounding moved the best val_loss by 4.5%.
 REBUILD_MARGIN = 2.0
 
+_STATUS = np.asarray(STATUS_NAMES)  # status codes to names, one array lookup
+
 
 @dataclasses.dataclass
 class LoopResult:
@@ -55,6 +57,10 @@ class LoopResult:
         groups: ``group_record`` of every program, in the order built (before a resume
             too).
         report: the last report.
+        group_members: per group, its config indices as an array (``groups``' lists,
+            without converting a million Python ints back).
+        status_codes: ``[K]`` the status as ``core.state`` codes (0 running, 1 diverged,
+            2 stopped), for comparisons without strings.
     """
 
     history: dict[str, np.ndarray]
@@ -66,6 +72,8 @@ class LoopResult:
     programs: list[Program]
     report: ChunkReport | None
     groups: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    group_members: list[np.ndarray] = dataclasses.field(default_factory=list)
+    status_codes: np.ndarray | None = None
 
 
 class _Run:
@@ -102,29 +110,36 @@ class _Run:
     def record(self, program: Program, first: int, metrics) -> None:
         values = program.unpack(metrics)
         span = slice(first, first + next(iter(values.values())).shape[1])
-        was_stopped = self.stopped[program.members]
+        members = program.members
+        if _every_config(members, self.count):
+            members = slice(None)  # assigned without a scatter
+        was_stopped = self.stopped[members] if self.stopped.any() else None
         for name, value in values.items():
             if name not in self.history:
                 self.history[name] = np.full((self.count, self.epochs), np.nan)
-            value = value.astype(np.float64)
-            if name not in COUNTERS:
+            if was_stopped is not None and name not in COUNTERS:
+                value = value.astype(np.float64)
                 value[was_stopped] = np.nan
-            self.history[name][program.members, span] = value
+            self.history[name][members, span] = value
 
     def report(self, epochs_done: int) -> ChunkReport:
         self.epochs_done = epochs_done
         done = slice(0, epochs_done)
         for name in COUNTERS:  # configs retired with a rebuilt program: carry counters on
-            if name in self.history:
+            if name in self.history and np.isnan(self.history[name][:, done]).any():
                 self.history[name][:, done] = _forward_fill(self.history[name][:, done])
-        codes = self.history["status"][:, epochs_done - 1]
-        status = np.array([STATUS_NAMES[int(c)] for c in np.nan_to_num(codes, nan=STOPPED)])
-        status[self.stopped] = STATUS_NAMES[STOPPED]
-        trained = np.where(self.stopped, self.stopped_epoch, epochs_done)
-        seen = np.cumsum(self.examples_per_epoch, axis=1)
-        examples_seen = np.where(
-            trained > 0, seen[np.arange(self.count), np.maximum(trained - 1, 0)], 0
-        )
+        codes = np.nan_to_num(self.history["status"][:, epochs_done - 1], nan=STOPPED)
+        codes[self.stopped] = STOPPED
+        codes = codes.astype(np.int8)
+        status = _status_names(codes)
+        self.last_status = (codes, status)  # the result reuses the names if they hold
+        seen = np.cumsum(self.examples_per_epoch[:, done], axis=1)
+        examples_seen = seen[:, -1]
+        if self.stopped.any():
+            trained = np.where(self.stopped, self.stopped_epoch, epochs_done)
+            examples_seen = np.where(
+                trained > 0, seen[np.arange(self.count), np.maximum(trained - 1, 0)], 0
+            )
         history = {
             name: values[:, done].copy()
             for name, values in self.history.items()
@@ -317,6 +332,25 @@ def group_record(program: Program | dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _every_config(members: np.ndarray, count: int) -> bool:
+    """Whether ``members`` is ``0, 1, ..., count - 1`` (checked without a new index
+    array: strictly increasing, count of them, from 0)."""
+    return bool(
+        members.size == count
+        and count
+        and members[0] == 0
+        and members[-1] == count - 1
+        and (members[1:] > members[:-1]).all()
+    )
+
+
+def _status_names(codes: np.ndarray) -> np.ndarray:
+    """Status codes as names (one fill when every config has the same status)."""
+    if codes.size and codes.min() == codes.max():
+        return np.full(codes.size, STATUS_NAMES[int(codes[0])], _STATUS.dtype)
+    return _STATUS[codes]
+
+
 def _forward_fill(values: np.ndarray) -> np.ndarray:
     """Each NaN replaced by the last number before it in its row."""
     index = np.where(np.isnan(values), 0, np.arange(values.shape[1]))
@@ -469,6 +503,8 @@ def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
     diverged_at = np.full(count, -1, np.int64)
     params = None
     for members, final in run.finals:
+        if _every_config(members, count):
+            members = slice(None)  # one program of every config: no scatter
         updates[members] = final.updates
         codes[members] = final.status
         diverged_at[members] = final.diverged_at
@@ -480,15 +516,26 @@ def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
             for out, leaf in zip(jax.tree.leaves(params), jax.tree.leaves(final.params)):
                 out[members] = leaf
     history = dict(report.history) if report is not None else {}
-    trained = np.where(run.stopped, run.stopped_epoch, epochs)
-    per_epoch = np.where(np.arange(epochs) < trained[:, None], run.examples_per_epoch, 0)
+    per_epoch = run.examples_per_epoch
+    if run.stopped.any():
+        trained = np.where(run.stopped, run.stopped_epoch, epochs)
+        per_epoch = np.where(np.arange(epochs) < trained[:, None], per_epoch, 0)
     history["examples_seen"] = np.cumsum(per_epoch, axis=1)
     for name in ("updates", "batch_size"):
-        history[name] = np.nan_to_num(history[name]).astype(np.int64)
+        values = history[name]
+        history[name] = (np.nan_to_num(values) if np.isnan(values).any() else values).astype(
+            np.int64
+        )
     # A config stopped just before its program was rebuilt left before the device saw
     # the stop: the host's record is the one that holds.
     codes[run.stopped] = STOPPED
-    status = np.array([STATUS_NAMES[int(c)] for c in codes])
+    codes = codes.astype(np.int8)
+    last = getattr(run, "last_status", None)
+    if report is not None and last is not None and report.status is last[1]:
+        same = np.array_equal(codes, last[0])
+        status = report.status if same else _status_names(codes)
+    else:
+        status = _status_names(codes)
     return LoopResult(
         history=history,
         status=status,
@@ -499,4 +546,9 @@ def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
         programs=[p for p in run.built if isinstance(p, Program)],
         report=report,
         groups=[group_record(p) for p in run.built],
+        group_members=[
+            p.members if isinstance(p, Program) else np.asarray(p["configs"], np.int64)
+            for p in run.built
+        ],
+        status_codes=codes,
     )

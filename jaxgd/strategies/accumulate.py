@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..configs import ResolvedConfig
+from ..configs import ResolvedConfigs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
 from ..core.layout import Placement, SeedLayout, bucket_width
@@ -54,7 +54,7 @@ from ..core.step import (
 )
 from ..data import BatchPlan, batch_indices, take
 from ..problem import example_losses
-from .base import PlanContext, Program, ProgramSpec, by_optimizer
+from .base import PlanContext, Program, ProgramSpec
 
 __all__ = [
     "AccumulateSettings",
@@ -324,7 +324,7 @@ class AccumulateProgram(Program):
     Args:
         members: the configs' indices in the sweep.
         settings: the static settings.
-        hyperparams, seeds: per member.
+        hyperparams: ``{name: [K_p]}``; seeds: ``[K_p]``.
         multiples: ``[K_p, epochs]`` micro-batches per batch in force at each epoch's
             start (0 from the second epoch on for the norm test: the test decides).
         thetas: per member, the norm test's θ (inf: no growth).
@@ -336,7 +336,7 @@ class AccumulateProgram(Program):
         self,
         members: Sequence[int],
         settings: AccumulateSettings,
-        hyperparams: Sequence[dict[str, float]],
+        hyperparams: Mapping[str, np.ndarray],
         seeds: Sequence[int],
         multiples: np.ndarray,
         thetas: Sequence[float],
@@ -348,9 +348,10 @@ class AccumulateProgram(Program):
         label = f"accumulate {settings.optimizer.name} micro_batch={settings.micro_size}"
         super().__init__(label, members)
         self.settings = settings
-        self.hyperparams, self.seeds = list(hyperparams), list(seeds)
+        self.hyperparams = {name: np.asarray(v) for name, v in hyperparams.items()}
+        self.seeds = np.asarray(seeds, np.int64)
         self.multiples = np.asarray(multiples, np.int64)
-        self.thetas = list(thetas)
+        self.thetas = np.asarray(thetas, np.float64)
         self.placement = placement
         self.layout = SeedLayout(self.seeds, width, placement)
         self.start = start
@@ -398,14 +399,14 @@ class AccumulateProgram(Program):
         return [(np.arange(len(self.members)), self.layout, self.states.train)]
 
     def subset(self, positions: np.ndarray) -> AccumulateProgram:
-        seeds = [self.seeds[p] for p in positions]
+        seeds = self.seeds[positions]
         return AccumulateProgram(
             self.members[positions],
             self.settings,
-            [self.hyperparams[p] for p in positions],
+            {name: v[positions] for name, v in self.hyperparams.items()},
             seeds,
             self.multiples[positions],
-            [self.thetas[p] for p in positions],
+            self.thetas[positions],
             width=bucket_width(seeds),
             start=self.member_states(positions),
             placement=self.placement,
@@ -422,19 +423,20 @@ class Accumulate:
 
     name = "accumulate"
 
-    def check(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> None:
-        if any(c.adaptive for c in configs) and context.specs(configs[0].optimizer).drop_last:
+    def check(self, configs: ResolvedConfigs, context: PlanContext) -> None:
+        if configs.adaptive.any() and context.specs(configs.optimizers[0]).drop_last:
             raise ValueError(
                 "norm_test with drop_last=True is not supported: the batch size "
                 "changes within an epoch, so 'the last partial batch' is undefined"
             )
 
-    def plan(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> list[Program]:
+    def plan(self, configs: ResolvedConfigs, context: PlanContext) -> list[Program]:
         programs = []
-        for optimizer, members in by_optimizer(configs).items():
-            sizes = np.array([configs[i].batch_sizes(context.epochs) for i in members])
+        every_size = configs.batch_sizes(context.epochs)
+        for optimizer, _, members in configs.groups(by_batch_size=False):
+            sizes = every_size[members]
             m = context.micro_batch_size or micro_batch_size(np.unique(sizes))
-            norm_test = any(configs[i].adaptive for i in members)
+            norm_test = bool(configs.adaptive[members].any())
             cap = context.max_batch_size or context.num_train
             settings = AccumulateSettings(
                 **context.specs(optimizer).common(),
@@ -449,10 +451,10 @@ class Accumulate:
                 AccumulateProgram(
                     members,
                     settings,
-                    [configs[i].hyperparams for i in members],
-                    [configs[i].seed for i in members],
+                    configs.hyperparams_of(members, optimizer),
+                    configs.seed[members],
                     multiples,
-                    [configs[i].norm_test for i in members],
+                    configs.norm_test[members],
                     placement=context.placement,
                 )
             )

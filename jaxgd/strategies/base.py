@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..configs import ResolvedConfig
+from ..configs import ResolvedConfigs
 from ..core.compile import CompiledFunction
 from ..core.layout import Placement, host_take, put_like, to_host
 from ..core.state import DEFAULT_DIVERGENCE, TrainState, init_states
@@ -296,12 +296,9 @@ class Program(abc.ABC):
         )
 
 
-def by_optimizer(configs: Sequence[ResolvedConfig]) -> dict[Optimizer, list[int]]:
+def by_optimizer(configs: ResolvedConfigs) -> dict[Optimizer, np.ndarray]:
     """Config indices grouped by optimizer family (with its static options), in order."""
-    families: dict[Optimizer, list[int]] = {}
-    for index, config in enumerate(configs):
-        families.setdefault(config.optimizer, []).append(index)
-    return families
+    return {optimizer: members for optimizer, _, members in configs.groups(by_batch_size=False)}
 
 
 class Strategy(Protocol):
@@ -309,8 +306,8 @@ class Strategy(Protocol):
 
     name: str
 
-    def check(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> None:
+    def check(self, configs: ResolvedConfigs, context: PlanContext) -> None:
         """Raise ``ValueError`` (what, why, what to do) if these configs cannot run so."""
 
-    def plan(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> list[Program]:
+    def plan(self, configs: ResolvedConfigs, context: PlanContext) -> list[Program]:
         """The programs that train ``configs`` (each config in exactly one)."""

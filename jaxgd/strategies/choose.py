@@ -11,9 +11,10 @@ accumulate unless ``accumulate_overhead`` exceeds ``AUTO_MAX_OVERHEAD``, then gr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-from ..configs import ResolvedConfig
+import numpy as np
+
+from ..configs import ResolvedConfigs
 from ..schedules import BatchSchedule
 from .accumulate import micro_batch_size
 from .base import PlanContext
@@ -27,21 +28,21 @@ __all__ = ["choose_strategy", "accumulate_overhead", "AUTO_MAX_OVERHEAD"]
 AUTO_MAX_OVERHEAD = 2.0
 
 
-def accumulate_overhead(configs: Sequence[ResolvedConfig], micro_size, num_train, epochs) -> float:
+def accumulate_overhead(configs: ResolvedConfigs, micro_size, num_train, epochs) -> float:
     """Optimizer updates the accumulate program computes (one per config per micro-step)
     relative to those the configs need (one per config per batch)."""
     micro_steps = len(configs) * epochs * math.ceil(num_train / micro_size)
-    needed = sum(math.ceil(num_train / b) for c in configs for b in c.batch_sizes(epochs))
+    needed = int(np.sum(-(-num_train // configs.batch_sizes(epochs))))
     return micro_steps / needed
 
 
 def choose_strategy(
-    configs: Sequence[ResolvedConfig], strategy: str, context: PlanContext, strategies
+    configs: ResolvedConfigs, strategy: str, context: PlanContext, strategies
 ) -> str:
     """Resolve ``strategy="auto"`` and check the choice (``strategies``: name → Strategy)."""
     if strategy not in ("auto", *strategies):
         raise ValueError(f"strategy={strategy!r}: choose one of {('auto', *strategies)}")
-    all_sizes = {b for c in configs for b in c.batch_sizes(context.epochs)}
+    all_sizes = {b for s in configs.used_batch_sizes() for b in _per_epoch(s, context.epochs)}
     micro = context.micro_batch_size
     if micro is not None and any(b % micro for b in all_sizes):
         raise ValueError(
@@ -54,10 +55,14 @@ def choose_strategy(
     return strategy
 
 
-def _auto(configs, context: PlanContext, all_sizes) -> str:
-    if any(c.adaptive for c in configs):
+def _per_epoch(size, epochs: int) -> list[int]:
+    return size.per_epoch(epochs) if isinstance(size, BatchSchedule) else [size] * epochs
+
+
+def _auto(configs: ResolvedConfigs, context: PlanContext, all_sizes) -> str:
+    if configs.adaptive.any():
         return "accumulate"
-    schedules = {c.batch_size for c in configs}
+    schedules = configs.used_batch_sizes()
     if not any(isinstance(b, BatchSchedule) for b in schedules):
         return "grouped" if len(schedules) == 1 else "nested"
     m = context.micro_batch_size or micro_batch_size(all_sizes)

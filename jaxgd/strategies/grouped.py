@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..configs import ResolvedConfig
+from ..configs import ResolvedConfigs
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
@@ -116,7 +116,7 @@ class GroupedProgram(Program):
         members: the configs' indices in the sweep.
         settings_by_epoch: the static settings in force at each epoch (they differ only
             where a schedule switches the batch plan, at a chunk boundary).
-        hyperparams, seeds: per member.
+        hyperparams: ``{name: [K_p]}``; seeds: ``[K_p]``.
         width: slots per seed row (default: the most configs of a seed).
         start: per-member ``(TrainState [K_p], shuffle keys [K_p])`` to continue from.
         placement: the devices the slots are split over (default: all).
@@ -126,7 +126,7 @@ class GroupedProgram(Program):
         self,
         members: Sequence[int],
         settings_by_epoch: Sequence[GroupedSettings],
-        hyperparams: Sequence[dict[str, float]],
+        hyperparams: Mapping[str, np.ndarray],
         seeds: Sequence[int],
         *,
         width: int | None = None,
@@ -137,7 +137,8 @@ class GroupedProgram(Program):
         sizes = sorted({s.plan.batch_size for s in self.settings_by_epoch})
         label = "batch_size=" + ",".join(map(str, sizes))
         super().__init__(f"grouped {self.settings_by_epoch[0].optimizer.name} {label}", members)
-        self.hyperparams, self.seeds = list(hyperparams), list(seeds)
+        self.hyperparams = {name: np.asarray(v) for name, v in hyperparams.items()}
+        self.seeds = np.asarray(seeds, np.int64)
         self.placement = placement
         self.layout = SeedLayout(self.seeds, width, placement)
         self.start = start
@@ -178,11 +179,11 @@ class GroupedProgram(Program):
         return [(np.arange(len(self.members)), self.layout, self.states)]
 
     def subset(self, positions: np.ndarray) -> GroupedProgram:
-        seeds = [self.seeds[p] for p in positions]
+        seeds = self.seeds[positions]
         return type(self)(
             self.members[positions],
             self.settings_by_epoch,
-            [self.hyperparams[p] for p in positions],
+            {name: v[positions] for name, v in self.hyperparams.items()},
             seeds,
             width=bucket_width(seeds),
             start=self.member_states(positions),
@@ -196,28 +197,25 @@ class Grouped:
     name = "grouped"
     program = GroupedProgram
 
-    def check(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> None:
-        if any(c.adaptive for c in configs):
+    def check(self, configs: ResolvedConfigs, context: PlanContext) -> None:
+        if configs.adaptive.any():
             raise ValueError(
                 "norm_test (adaptive batch size) needs strategy='accumulate' or 'auto': "
                 "a config's batch size changes during an epoch"
             )
-        chunk = context.specs(configs[0].optimizer).epochs_per_chunk
-        for c in configs:
-            if isinstance(c.batch_size, BatchSchedule):
-                bad = [e for e in c.batch_size.boundaries if e % chunk]
+        chunk = context.specs(configs.optimizers[0]).epochs_per_chunk
+        for size in configs.used_batch_sizes():
+            if isinstance(size, BatchSchedule):
+                bad = [e for e in size.boundaries if e % chunk]
                 if bad:
                     raise ValueError(
-                        f"batch-size schedule {c.batch_size} changes at epochs {bad}, "
+                        f"batch-size schedule {size} changes at epochs {bad}, "
                         f"not at chunk boundaries (epochs_per_chunk={chunk})"
                     )
 
-    def plan(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> list[Program]:
-        groups: dict[tuple, list[int]] = {}
-        for index, config in enumerate(configs):
-            groups.setdefault((config.optimizer, config.batch_size), []).append(index)
+    def plan(self, configs: ResolvedConfigs, context: PlanContext) -> list[Program]:
         programs = []
-        for (optimizer, _), members in groups.items():
+        for optimizer, size, members in configs.groups():
             spec = context.specs(optimizer)
             settings_by_epoch = [
                 GroupedSettings(
@@ -225,14 +223,18 @@ class Grouped:
                     plan=BatchPlan(context.num_train, b, spec.drop_last),
                     config_block=context.block_for(members, b),
                 )
-                for b in configs[members[0]].batch_sizes(context.epochs)
+                for b in (
+                    size.per_epoch(context.epochs)
+                    if isinstance(size, BatchSchedule)
+                    else [size] * context.epochs
+                )
             ]
             programs.append(
                 self.program(
                     members,
                     settings_by_epoch,
-                    [configs[i].hyperparams for i in members],
-                    [configs[i].seed for i in members],
+                    configs.hyperparams_of(members, optimizer),
+                    configs.seed[members],
                     placement=context.placement,
                 )
             )

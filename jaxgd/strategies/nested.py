@@ -14,14 +14,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..configs import ResolvedConfig
+from ..configs import ResolvedConfigs
 from ..core.blocks import vmap_configs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders, scan_epochs
@@ -30,7 +30,7 @@ from ..core.state import TrainState, stop_where
 from ..core.step import GradientNoise, noise_every, scan_steps, train_step, zero_metrics
 from ..data import take
 from ..schedules import BatchSchedule
-from .base import PlanContext, Program, ProgramSpec, by_optimizer, initial_states
+from .base import PlanContext, Program, ProgramSpec, initial_states
 
 __all__ = ["NestedSettings", "nested_chunk", "NestedProgram", "Nested", "NESTED"]
 
@@ -190,7 +190,7 @@ class NestedProgram(Program):
     Args:
         members: the configs' indices in the sweep.
         settings: the static settings (``settings.batch_sizes``: the distinct sizes).
-        hyperparams, seeds, batch_sizes: per member.
+        hyperparams: ``{name: [K_p]}``; seeds, batch_sizes: ``[K_p]``.
         widths: per batch size, the slots per seed row (default: as many as needed).
         start: per-member ``(TrainState [K_p], shuffle keys [K_p])`` to continue from.
         placement: the devices the slots are split over (default: all).
@@ -200,7 +200,7 @@ class NestedProgram(Program):
         self,
         members: Sequence[int],
         settings: NestedSettings,
-        hyperparams: Sequence[dict[str, float]],
+        hyperparams: Mapping[str, np.ndarray],
         seeds: Sequence[int],
         batch_sizes: Sequence[int],
         *,
@@ -211,17 +211,15 @@ class NestedProgram(Program):
         sizes = ",".join(map(str, settings.batch_sizes))
         super().__init__(f"nested {settings.optimizer.name} batch_size={sizes}", members)
         self.settings = settings
-        self.hyperparams, self.seeds = list(hyperparams), list(seeds)
-        self.batch_sizes = [int(b) for b in batch_sizes]
+        self.hyperparams = {name: np.asarray(v) for name, v in hyperparams.items()}
+        self.seeds = np.asarray(seeds, np.int64)
+        self.batch_sizes = np.asarray(batch_sizes, np.int64)
         # positions (into members) of each batch-size group, and that group's layout
-        self.groups = [
-            np.array([p for p, b in enumerate(self.batch_sizes) if b == size])
-            for size in settings.batch_sizes
-        ]
+        self.groups = [np.flatnonzero(self.batch_sizes == size) for size in settings.batch_sizes]
         self.placement = placement
         widths = widths or [None] * len(self.groups)
         self.layouts = [
-            SeedLayout([self.seeds[p] for p in group], width, placement)
+            SeedLayout(self.seeds[group], width, placement)
             for group, width in zip(self.groups, widths)
         ]
         self.start = start
@@ -248,7 +246,7 @@ class NestedProgram(Program):
             for group, layout in zip(self.groups, self.layouts):
                 pair, seconds = initial_states(
                     layout,
-                    [self.hyperparams[p] for p in group],
+                    {name: v[group] for name, v in self.hyperparams.items()},
                     self.settings,
                     on_compile,
                     self.label,
@@ -316,10 +314,10 @@ class NestedProgram(Program):
         return states, keys
 
     def subset(self, positions: np.ndarray) -> NestedProgram:
-        sizes = [self.batch_sizes[p] for p in positions]
-        distinct = tuple(sorted(set(sizes)))
-        seeds = [self.seeds[p] for p in positions]
-        widths = [bucket_width([s for s, b in zip(seeds, sizes) if b == size]) for size in distinct]
+        sizes = self.batch_sizes[positions]
+        distinct = tuple(sorted(set(sizes.tolist())))
+        seeds = self.seeds[positions]
+        widths = [bucket_width(seeds[sizes == size]) for size in distinct]
         kept = [self.settings.batch_sizes.index(size) for size in distinct]
         blocks = self.settings.config_blocks
         settings = dataclasses.replace(
@@ -330,7 +328,7 @@ class NestedProgram(Program):
         return NestedProgram(
             self.members[positions],
             settings,
-            [self.hyperparams[p] for p in positions],
+            {name: v[positions] for name, v in self.hyperparams.items()},
             seeds,
             sizes,
             widths=widths,
@@ -344,27 +342,24 @@ class Nested:
 
     name = "nested"
 
-    def check(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> None:
-        if any(c.adaptive for c in configs):
+    def check(self, configs: ResolvedConfigs, context: PlanContext) -> None:
+        if configs.adaptive.any():
             raise ValueError(
                 "norm_test (adaptive batch size) needs strategy='accumulate' or 'auto': "
                 "a config's batch size changes during an epoch"
             )
-        if any(isinstance(c.batch_size, BatchSchedule) for c in configs):
+        if any(isinstance(b, BatchSchedule) for b in configs.used_batch_sizes()):
             raise ValueError(
                 "strategy='nested' runs fixed batch sizes; batch-size schedules need "
                 "'grouped' or 'accumulate'"
             )
 
-    def plan(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> list[Program]:
+    def plan(self, configs: ResolvedConfigs, context: PlanContext) -> list[Program]:
         programs = []
-        for optimizer, members in by_optimizer(configs).items():
-            sizes = [configs[i].batch_size for i in members]
-            distinct = tuple(sorted(set(sizes)))
-            blocks = tuple(
-                context.block_for([i for i in members if configs[i].batch_size == b], b)
-                for b in distinct
-            )
+        for optimizer, _, members in configs.groups(by_batch_size=False):
+            sizes = configs.fixed_batch_sizes()[members]
+            distinct = tuple(sorted(set(sizes.tolist())))
+            blocks = tuple(context.block_for(members[sizes == b], b) for b in distinct)
             settings = NestedSettings(
                 **context.specs(optimizer).common(),
                 batch_sizes=distinct,
@@ -374,8 +369,8 @@ class Nested:
                 NestedProgram(
                     members,
                     settings,
-                    [configs[i].hyperparams for i in members],
-                    [configs[i].seed for i in members],
+                    configs.hyperparams_of(members, optimizer),
+                    configs.seed[members],
                     sizes,
                     placement=context.placement,
                 )

@@ -25,7 +25,7 @@ per batch plan.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from ..configs import ResolvedConfig
+from ..configs import ResolvedConfigs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders
 from ..core.layout import to_host
@@ -277,8 +277,8 @@ class Streamed(Grouped):
     name = "streamed"
     program = StreamedProgram
 
-    def check(self, configs: Sequence[ResolvedConfig], context: PlanContext) -> None:
-        if any(c.adaptive for c in configs):
+    def check(self, configs: ResolvedConfigs, context: PlanContext) -> None:
+        if configs.adaptive.any():
             raise InputError(
                 "norm_test (adaptive batch size) cannot stream host data: it needs "
                 "strategy='accumulate', which reads device data; pass the data as arrays "
