@@ -300,6 +300,30 @@ def test_example_digits_sgd_grid(tmp_path):
     assert (out / "plots" / "heatmap.png").stat().st_size > 10_000
 
 
+def test_example_digits_noise_scale(tmp_path):
+    """A cosine schedule as long as the run, Nesterov momentum and the noise scale: every
+    config's schedule ends at its last update, and B_simple is measured in the epoch."""
+    out = run_example(
+        "digits_noise_scale.toml",
+        tmp_path / "o",
+        "sweep.epochs=1",
+        "space.parameters.decay_epochs=1.0",
+    )
+    table = rows(out / "results.csv")
+    assert len(table) == 4 and {r["batch_size"] for r in table} == {"32", "128"}
+    # From the start, |G|² is far from 0, so its unbiased estimate and B_simple are > 0.
+    for row in table:
+        assert float(row["final_b_simple"]) > 0 and float(row["final_grad_trace"]) > 0
+    result = jaxgd.SweepResult.load(out / "result")
+    assert result.history["b_simple"].shape == (4, 1)
+    updates = [int(row["updates"]) for row in table]
+    assert [c["decay_steps"] for c in result.configs] == updates  # decays to 0 at the end
+    assert result.configs[0]["schedule"] == "cosine"
+    config = runfile.load(out / "config.toml")
+    assert config.sweep_kwargs["optimizer"] == jaxgd.optimizer("sgd", nesterov=True)
+    assert config.sweep_kwargs["measure"] == ["noise_scale"]
+
+
 def test_every_example_file_is_run_here():
     source = pathlib.Path(__file__).read_text()
     for path in EXAMPLES.glob("*.toml"):
