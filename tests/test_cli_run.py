@@ -277,7 +277,7 @@ def test_example_parabola_momentum_matches_heavy_ball(tmp_path):
 
 @pytest.mark.slow
 def test_example_digits_adam(tmp_path):
-    out = run_example("digits_adam.toml", tmp_path / "o", "sweep.epochs=3")
+    out = run_example("digits_adam.toml", tmp_path / "o", "sweep.epochs=3", "report.plots=false")
     table = rows(out / "results.csv")
     assert len(table) == 6 and {r["batch_size"] for r in table} == {"128"}
     assert max(float(r["final_val_accuracy"]) for r in table) > 0.85
@@ -308,6 +308,7 @@ def test_example_digits_noise_scale(tmp_path):
         tmp_path / "o",
         "sweep.epochs=1",
         "space.parameters.decay_epochs=1.0",
+        "report.plots=false",  # the tables alone: nothing here reads a plot
     )
     table = rows(out / "results.csv")
     assert len(table) == 4 and {r["batch_size"] for r in table} == {"32", "128"}
