@@ -145,9 +145,10 @@ def test_windows_fit_their_bytes_and_the_memory_plan_leaves_the_data_out():
     steps = data.steps_per_window(plan, seeds=3)
     assert steps == 2**16 // (3 * 100 * (20 + 1) + 4) == 10
     assert data.window_nbytes(plan, 3) <= 2**16
-    # the budget holds the configs and two windows, not the 2 MB training set
+    # the budget holds the configs, two windows and two epochs' orders (400 kB each), not
+    # the 2.4 MB training set
     budget = config_bytes(PROBLEM, jaxgd.optimizer("sgd"), data.example, 100, 1024, 0)
-    budget += 2 * data.window_nbytes(plan, 1) + 1000
+    budget += 2 * data.window_nbytes(plan, 1) + 2 * 100_000 * 4 + 1000
     options = jaxgd.SweepOptions(max_memory=budget)
     result = jaxgd.sweep(
         PROBLEM,
