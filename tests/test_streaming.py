@@ -203,3 +203,29 @@ def test_run_file_streams_with_stream_true(tmp_path, on_device):
     saved = jaxgd.SweepResult.load(tmp_path / "o" / "result")
     assert saved.strategy == "streamed"
     np.testing.assert_array_equal(saved.history["val_loss"], on_device.history["val_loss"])
+
+
+def test_digest_reads_a_small_set_whole_and_a_large_one_in_sampled_runs():
+    x = np.arange(64_000, dtype=np.float32).reshape(16_000, 4)  # 16-byte rows, 256 kB
+
+    def digest(values, **kwargs):
+        return HostData({"x": values}).digest(**kwargs)
+
+    def changed(row):
+        values = x.copy()
+        values[row, 1] += 1
+        return values
+
+    whole = digest(x)
+    assert digest(x.copy()) == whole and digest(changed(8000)) != whole
+    assert digest(x.astype(np.float64)) != whole and digest(x[:-1]) != whole
+    # over max_bytes (64 kB): 64 evenly spaced runs of 64 rows, the first and last among
+    # them; row 8000 lies between two runs, so a change there goes unseen
+    sampled = digest(x, max_bytes=2**16)
+    assert sampled != whole
+    assert digest(changed(8000), max_bytes=2**16) == sampled
+    for row in (0, 63, 15_999):
+        assert digest(changed(row), max_bytes=2**16) != sampled
+    assert digest(x.astype(np.float64), max_bytes=2**16) != sampled
+    # a subset digests its own rows
+    assert HostData({"x": x}).subset(np.arange(100)).digest() == digest(x[:100])
