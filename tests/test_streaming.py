@@ -11,8 +11,10 @@ import pytest
 import jaxgd
 from jaxgd import runfile
 from jaxgd.cli import main
+from jaxgd.configs import resolve_configs
 from jaxgd.core.memory import config_bytes
 from jaxgd.data import HostData, host_batch_indices
+from jaxgd.strategies.streamed import stream_bytes
 
 PROBLEM = jaxgd.problems.mlp((4, 8, 3))
 RNG = np.random.default_rng(0)
@@ -170,6 +172,28 @@ def test_windows_fit_their_bytes_and_the_memory_plan_leaves_the_data_out():
             validation=None,
             options=options,
         )
+
+
+def test_stream_bytes_count_each_programs_window_and_orders():
+    # 1300 examples of 4 float32 and an int32 label (20 bytes); two programs (batch 128
+    # and 256) of two seeds; windows of one step widen to the noise groups: 4 and 2 steps
+    data = HostData(
+        {"x": np.zeros((1300, 4), np.float32), "y": np.zeros(1300, np.int32)}, window_steps=1
+    )
+    space = jaxgd.grid(learning_rate=[0.1, 0.03], batch_size=[128, 256], seed=[0, 1])
+    configs = resolve_configs(space, "sgd", None, 1300, False)
+    step = {b: 2 * b * (20 + 1) + 4 for b in (128, 256)}  # two seeds' batches and masks
+    orders = 2 * 2 * 1300 * 4  # two epochs' [U, N] int32
+    noisy = {128: 4 * step[128], 256: 2 * step[256]}
+    expected = noisy[128] + orders + noisy[256] + orders + max(noisy.values())
+    assert stream_bytes(data, configs, epochs=2, noise_measured=True) == expected
+    quiet = step[128] + orders + step[256] + orders + step[256]
+    assert stream_bytes(data, configs, epochs=2, noise_measured=False) == quiet
+    # a schedule (one seed) counts the wider of its epochs' windows: 4 steps of 128
+    schedule = jaxgd.grid(learning_rate=[0.1], batch_size=[jaxgd.batch_schedule(128, {1: 256})])
+    configs = resolve_configs(schedule, "sgd", None, 1300, False)
+    widest = max(4 * (128 * 21 + 4), 2 * (256 * 21 + 4))
+    assert stream_bytes(data, configs, epochs=2, noise_measured=True) == 2 * widest + 2 * 1300 * 4
 
 
 def test_run_file_streams_with_stream_true(tmp_path, on_device):
