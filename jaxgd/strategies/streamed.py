@@ -17,7 +17,9 @@ Each epoch:
    chunk does at its epoch's end (``core.epoch.epoch_history``).
 
 The same step on the same batches in the same order: results equal those of the grouped
-strategy on device data, bitwise on the CPU (tests/test_streaming.py). A window is at most
+strategy on device data, bitwise on the CPU in the tests (tests/test_streaming.py, and
+test_devices.py on four devices; XLA may round a step whose batch is an argument
+differently from one that gathers it: README "Data larger than memory"). A window is at most
 an epoch and windows never span two, so a program compiles at most two window lengths
 (the full one and the epoch's remainder), one epoch-end program and one orders program
 per batch plan.
