@@ -109,6 +109,9 @@ class StreamedProgram(GroupedProgram):
     def place(self, train: HostData, evals, on_compile: Callable) -> None:
         super().place(train, evals, on_compile)
         self.orders: dict[int, Any] = {}  # epoch -> [U, N] orders, dispatched ahead
+        # (epoch, its orders on the host): read back once an epoch, not once a window
+        # (several processes: an all-gather each)
+        self.host_orders: tuple[int, np.ndarray] | None = None
         self.prefetched: tuple[tuple[int, int], tuple] | None = None
 
     def windows(self, settings: GroupedSettings) -> list[tuple[int, int]]:
@@ -126,7 +129,9 @@ class StreamedProgram(GroupedProgram):
         and put on every device of the program (asynchronously)."""
         settings = self.settings_by_epoch[epoch]
         first, steps = self.windows(settings)[window]
-        orders = to_host(self.orders_of(epoch))
+        if self.host_orders is None or self.host_orders[0] != epoch:
+            self.host_orders = (epoch, to_host(self.orders_of(epoch)))
+        orders = self.host_orders[1]
         indices, masks = host_batch_indices(settings.plan, orders, first, steps)
         return self.layout.put_rows((self.train.gather(indices), masks))
 
