@@ -156,6 +156,13 @@ def test_jaxgd_run_section_runs_as_is(tmp_path):
     assert "val_accuracy" in (tmp_path / "runs/sweep/report.md").read_text()
 
 
+def test_code_fences_stand_alone():
+    """A fence with text after it does not close its block: the rest would render as code."""
+    fences = [line for line in README.splitlines() if line.startswith("```")]
+    assert all(re.fullmatch(r"```\w*", line) for line in fences), fences
+    assert len(fences) % 2 == 0
+
+
 def test_jaxgd_run_excerpt_is_the_example_files():
     """The second sweep file under the heading is cut from the example the README links
     next to it (run by tests/test_cli_run.py), line for line."""
