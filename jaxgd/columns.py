@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ConfigRows", "column", "factorize", "group_members", "most_repeated", "plain"]
+__all__ = [
+    "ConfigRows",
+    "column",
+    "factorize",
+    "group_members",
+    "most_repeated",
+    "plain",
+    "value_counts",
+]
 
 Columns = dict[str, np.ndarray]
 
@@ -343,13 +351,22 @@ def group_members(codes: np.ndarray, count: int) -> list[np.ndarray]:
     return np.split(order, np.cumsum(sizes)[:-1])
 
 
+def value_counts(values: np.ndarray) -> np.ndarray:
+    """How many times each distinct value occurs, in no particular order (a count, no
+    sort, for values in a small range)."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return np.zeros(0, np.int64)
+    if values.dtype.kind == "i" and values.min() >= 0 and values.max() < 65536:
+        counts = np.bincount(values)  # small non-negative integers (seeds): counted as they are
+    else:
+        keys = _small_codes(values)
+        counts = np.bincount(factorize(values)[1] if keys is None else keys)
+    return counts[counts > 0]
+
+
 def most_repeated(values: np.ndarray) -> int:
     """How many times the most frequent value occurs (a count, no sort, for values in a
     small range)."""
-    values = np.asarray(values)
-    if values.size == 0:
-        return 0
-    keys = _small_codes(values)
-    if keys is None:
-        keys = factorize(values)[1]
-    return int(np.bincount(keys).max())
+    counts = value_counts(values)
+    return int(counts.max()) if counts.size else 0

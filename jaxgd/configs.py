@@ -173,6 +173,11 @@ class ResolvedConfigs(Sequence):
             for u, m in zip(uniques.tolist(), members)
         ]
 
+    def seeds_of(self, members: np.ndarray) -> np.ndarray:
+        """``[len(members)]`` the seeds of ``members`` (ascending config indices, as
+        ``groups`` gives them; every config: the column itself, not a gathered copy)."""
+        return self.seed if len(members) == len(self) else self.seed[members]
+
     def hyperparams_of(self, members: np.ndarray, optimizer: Optimizer) -> dict[str, np.ndarray]:
         """``{name: [len(members)]}`` the hyperparameters of ``optimizer`` for ``members``
         (ascending config indices, as ``groups`` gives them)."""
@@ -194,20 +199,23 @@ class ResolvedConfigs(Sequence):
     def _build_rows(self) -> ConfigRows:
         count = len(self)
         adaptive = self.adaptive
-        shapes = self.kind * 2 + adaptive if adaptive.any() else self.kind
-        used, codes = factorize(shapes)
+        if len(self.kinds) == 1 and not adaptive.any():  # one block of every config
+            used, codes, members_by = np.zeros(1, np.int64), None, [range(count)]
+        else:
+            shapes = self.kind * 2 + adaptive if adaptive.any() else self.kind
+            used, codes = factorize(shapes)
+            members_by = group_members(codes, len(used))
         shown = [str(b) if isinstance(b, BatchSchedule) else b for b in self.batch_size_values]
         sizes = np.array(shown, dtype=object if str in map(type, shown) else np.int64)
         blocks, block_sizes = [], []
-        members_by = group_members(codes, len(used))
         for shape, members in zip(used.tolist(), members_by):
-            whole = members.size == count
+            whole = len(members) == count
             kind = self.kinds[shape // 2 if adaptive.any() else shape]
 
             def pick(values, whole=whole, members=members):
                 return values if whole else values[members]
 
-            n = members.size
+            n = len(members)
             block = {"optimizer": _repeat(kind.optimizer.name, n)}
             for name, value in kind.static:
                 block[name] = _repeat(value, n)

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,67 @@ from ._io import atomic_write, format_table, optional_import
 from .errors import InputError
 from .persist import is_complete, load_result, save_result, strict_json
 
-__all__ = ["SweepResult"]
+__all__ = ["SweepResult", "Deferred", "StatusNames", "GroupRecords", "names_of"]
 
 PyTree = Any
+
+
+def names_of(codes: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """``names[codes]`` as an array of strings (one fill when every code is the same)."""
+    table = np.asarray(names)
+    if codes.size and codes.min() == codes.max():
+        return np.full(codes.size, table[int(codes[0])], table.dtype)
+    return table[codes]
+
+
+class Deferred:
+    """A ``SweepResult`` field built when first read (``status``, ``groups``): what a
+    sweep of a million configs would otherwise spend on names and Python lists that
+    nobody may read. Reading the field gives the built value, as if it had been given."""
+
+    def build(self) -> Any:
+        raise NotImplementedError
+
+
+class StatusNames(Deferred):
+    """``status`` from ``[K]`` integer codes: ``names[code]`` per config."""
+
+    def __init__(self, codes: np.ndarray, names: Sequence[str]):
+        self.codes, self.names = codes, tuple(names)
+
+    def build(self) -> np.ndarray:
+        return names_of(self.codes, self.names)
+
+
+class GroupRecords(Deferred):
+    """``groups`` from records whose ``configs`` entry is still to fill, and per record
+    its config indices as an array."""
+
+    def __init__(self, records: Sequence[dict[str, Any]], members: Sequence[np.ndarray]):
+        self.records, self.members = list(records), list(members)
+
+    def build(self) -> list[dict[str, Any]]:
+        return [
+            {**record, "configs": np.asarray(members).tolist()}
+            for record, members in zip(self.records, self.members)
+        ]
+
+
+def _deferred_field(name: str, doc: str) -> property:
+    """A dataclass field stored as ``_<name>``; a ``Deferred`` value is built (once) when
+    the field is read."""
+    private = f"_{name}"
+
+    def get(self):
+        value = self.__dict__[private]
+        if isinstance(value, Deferred):
+            value = self.__dict__[private] = value.build()
+        return value
+
+    def set(self, value):
+        self.__dict__[private] = value
+
+    return property(get, set, doc=doc)
 
 
 def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
@@ -74,20 +133,25 @@ class SweepResult:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        if self.status is None:
+        if self.__dict__["_status"] is None:  # (read without building a deferred one)
             self.status = np.where(np.asarray(self.diverged), "diverged", "running")
         if self.stopped_epoch is None:
             self.stopped_epoch = np.full(len(self.configs), -1, np.int64)
 
+    def _group_records(self) -> list[dict[str, Any]]:
+        """``groups``, their ``configs`` lists possibly not built (for the totals)."""
+        groups = self.__dict__["_groups"]
+        return groups.records if isinstance(groups, GroupRecords) else self.groups
+
     @property
     def total_compile_seconds(self) -> float:
         """Compile time of the whole sweep: each compiled group counted once."""
-        return float(sum(g["compile_seconds"] for g in self.groups))
+        return float(sum(g["compile_seconds"] for g in self._group_records()))
 
     @property
     def total_seconds(self) -> float:
         """Run time of the whole sweep (groups run interleaved, so their times add)."""
-        return float(sum(g["seconds"] for g in self.groups))
+        return float(sum(g["seconds"] for g in self._group_records()))
 
     def __len__(self) -> int:
         return len(self.configs)
@@ -294,3 +358,9 @@ class SweepResult:
             hidden = ("diverged", "diverged_step", "stopped_epoch", "compile_seconds")
             columns = [c for c in columns if c not in hidden]
         return format_table(rows, columns, max_rows)
+
+
+# ``status`` and ``groups`` may be given as ``Deferred`` (``jaxgd.sweep`` does): built on
+# first read. Set after the class is made, so the dataclass keeps them as fields.
+SweepResult.status = _deferred_field("status", "``[config]`` status names (see the class).")
+SweepResult.groups = _deferred_field("groups", "One record per compiled program (see the class).")

@@ -31,7 +31,7 @@ from .core.memory import (
     default_budget,
     plan_slices,
 )
-from .core.state import DEFAULT_DIVERGENCE, DIVERGED
+from .core.state import DEFAULT_DIVERGENCE, DIVERGED, STATUS_NAMES
 from .core.step import measurement_probes
 from .data import BatchPlan, HostData, as_dataset, example_of, num_examples, split
 from .errors import InputError
@@ -39,7 +39,7 @@ from .optimizers import Optimizer
 from .options import SweepOptions
 from .persist import encode, run_meta, strict_json
 from .problem import Problem
-from .results import SweepResult
+from .results import GroupRecords, StatusNames, SweepResult
 from .run.checkpoint import Checkpointer
 from .run.loop import LoopResult, run_loop
 from .run.report import Callback
@@ -309,12 +309,15 @@ def sweep(
             checkpoint.close()
         parts.append((members, loop))
     loop = parts[0][1] if len(parts) == 1 else _merge(parts, len(configs))
-    seconds = np.zeros(len(configs))
-    compile_seconds = np.zeros(len(configs))
-    groups = loop.groups
-    for group, members in zip(groups, loop.group_members):
-        seconds[members] += group["seconds"]
-        compile_seconds[members] += group["compile_seconds"]
+    if len(loop.groups) == 1:  # one program of every config: one time each, as views
+        seconds = np.broadcast_to(float(loop.groups[0]["seconds"]), (len(configs),))
+        compile_seconds = np.broadcast_to(float(loop.groups[0]["compile_seconds"]), (len(configs),))
+    else:
+        seconds = np.zeros(len(configs))
+        compile_seconds = np.zeros(len(configs))
+        for group, members in zip(loop.groups, loop.group_members):
+            seconds[members] += group["seconds"]
+            compile_seconds[members] += group["compile_seconds"]
     meta = run_meta(
         {
             "epochs": epochs,
@@ -338,13 +341,13 @@ def sweep(
         examples_seen=loop.history["examples_seen"][:, -1].copy(),
         diverged=loop.status_codes == DIVERGED,
         diverged_step=loop.diverged_at,
-        status=loop.status,
+        status=StatusNames(loop.status_codes, STATUS_NAMES),
         stopped_epoch=loop.stopped_epoch,
         seconds=seconds,
         compile_seconds=compile_seconds,
         params=loop.params,
         strategy=strategy,
-        groups=groups,
+        groups=GroupRecords(loop.groups, loop.group_members),
         compiled=[e for program in loop.programs for e in program.executables],
     )
 
@@ -404,7 +407,7 @@ def _data_digest(train: PyTree, evals: dict[str, PyTree]) -> str:
 def _examples_per_epoch(sizes: np.ndarray, num_train: int, drop_last: bool) -> np.ndarray:
     """``[K, epochs]`` examples each config trains on in each epoch."""
     if not drop_last:
-        return np.full(sizes.shape, num_train, np.int64)
+        return np.broadcast_to(np.int64(num_train), sizes.shape)  # read-only, no copy
     return num_train // sizes * sizes
 
 
@@ -418,8 +421,7 @@ def _block_rule(config_block, configs, problem, train):
     measured = footprint(problem, example) if backend == "cpu" else None
 
     def block_for(members, batch_size):
-        seeds = configs.seed if len(members) == len(configs) else configs.seed[members]
-        per_seed = most_repeated(seeds)
+        per_seed = most_repeated(configs.seeds_of(members))
         return default_config_block(batch_size, per_seed, backend, measured)
 
     return block_for
@@ -436,10 +438,12 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> 
     eval_examples = max((num_examples(e) for e in evals.values()), default=0)
     programs = configs.groups()  # (optimizer, batch size or schedule, members)
     groups = np.zeros(len(configs), np.int64)  # each config's program
-    per_config = np.zeros(len(configs), np.int64)
+    per_config = np.empty(len(configs), np.int64)
     for index, (optimizer, size, members) in enumerate(programs):
         largest = max(size.per_epoch(epochs)) if isinstance(size, BatchSchedule) else size
-        groups[members] = index
+        members = slice(None) if len(programs) == 1 else members  # (no scatter)
+        if index:
+            groups[members] = index
         per_config[members] = config_bytes(
             problem, optimizer, example, largest, options.eval_batch_size, eval_examples
         )
@@ -508,7 +512,6 @@ def _merge(parts, count: int) -> LoopResult:
 
     return LoopResult(
         history={name: gather(lambda p, n=name: p.history[n]) for name in parts[0][1].history},
-        status=gather(lambda p: p.status),
         status_codes=gather(lambda p: p.status_codes),
         stopped_epoch=gather(lambda p: p.stopped_epoch),
         updates=gather(lambda p: p.updates),
@@ -516,11 +519,7 @@ def _merge(parts, count: int) -> LoopResult:
         params=gather(lambda p: p.params),
         programs=[program for _, part in parts for program in part.programs],
         report=parts[-1][1].report,
-        groups=[
-            {**group, "configs": _active(members, indices).tolist()}
-            for members, part in parts
-            for group, indices in zip(part.groups, part.group_members)
-        ],
+        groups=[group for _, part in parts for group in part.groups],
         group_members=[
             _active(members, indices) for members, part in parts for indices in part.group_members
         ],
