@@ -116,12 +116,13 @@ class _Run:
         # in build order: programs, and the groups of those that ran before a resume
         # and were gone by then (``group_record``)
         self.built: list[Program | dict[str, Any]] = list(programs)
+        self.whole: dict[Program, bool] = {}
 
     def record(self, program: Program, first: int, metrics) -> None:
         values = program.unpack(metrics)
         span = slice(first, first + next(iter(values.values())).shape[1])
         members = program.members
-        whole = _every_config(members, self.count)
+        whole = self.covers_all(program)
         if whole:
             members = slice(None)  # assigned without a scatter
         was_stopped = self.stopped[members] if self.stopped.any() else None
@@ -150,6 +151,19 @@ class _Run:
         for name in COUNTERS:
             if name in self.history and np.isnan(self.history[name][:, done]).any():
                 self.history[name][:, done] = _forward_fill(self.history[name][:, done])
+
+    def covers_all(self, program: Program) -> bool:
+        """Whether the program trains every config, in order (checked once a program)."""
+        if program not in self.whole:
+            self.whole[program] = _every_config(program.members, self.count)
+        return self.whole[program]
+
+    def stopped_of(self, program: Program) -> np.ndarray:
+        """``[K_p]`` whether each of the program's configs has stopped (a copy: the
+        device may read it after the host has stopped more)."""
+        if self.covers_all(program):
+            return self.stopped.copy()  # (bytes, not a gather through a million indices)
+        return self.stopped[program.members]
 
     def positions_in_root(self, program: Program) -> tuple[int, np.ndarray]:
         """``(planned ancestor, positions of the program's members in its members)``."""
@@ -490,7 +504,7 @@ def run_loop(
         overlap = checkpoint is None and not any(c.stops_configs for c in callbacks)
         pending: list[tuple[Program, int, Any]] = []
         for first in range(begin, epochs, epochs_per_chunk):
-            dispatched = [(p, first, p.run_chunk(first, run.stopped[p.members])) for p in run.live]
+            dispatched = [(p, first, p.run_chunk(first, run.stopped_of(p))) for p in run.live]
             for program in run.live:
                 run.chunks_run[program] += 1
             kill_point("chunk")
