@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._io import atomic_write, format_table, optional_import
+from .columns import ConfigRows, python_values
 from .errors import InputError
 from .persist import is_complete, load_result, save_result, strict_json
 
@@ -78,6 +79,18 @@ def _deferred_field(name: str, doc: str) -> property:
     return property(get, set, doc=doc)
 
 
+def _shown(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as a table shows it: numbers, strings and bools as they are, else text."""
+    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.items()}
+
+
+def _shown_column(values: np.ndarray) -> list[Any]:
+    """``_shown``'s values for one column of configs."""
+    if values.dtype.kind in "if":
+        return values.tolist()
+    return [v if isinstance(v, (int, float, str, bool)) else str(v) for v in python_values(values)]
+
+
 def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k != "seed"}
 
@@ -114,6 +127,10 @@ class SweepResult:
         meta: how it was run: the versions of jaxgd, JAX, optax and Python, the backend
             and device kind, the sweep's settings and options, and the git commit of
             jaxgd when it runs from a checkout.
+
+    ``status`` and ``groups`` may be given as ``Deferred`` values (``jaxgd.sweep`` gives
+    ``StatusNames`` and ``GroupRecords``): each is built the first time it is read, so a
+    sweep of a million configs builds a million names or Python ints only when asked.
     """
 
     configs: list[dict[str, Any]]
@@ -170,13 +187,42 @@ class SweepResult:
         ``best_<metric>`` is the minimum over epochs for losses and the maximum for other
         metrics (accuracy); diverged epochs (NaN) are skipped.
         """
-        return [self._row(i, config) for i, config in enumerate(self.configs)]
+        # Built column by column (the rows ``_row`` gives, one at a time, for ``best``):
+        # a million rows cost a dict each, not a NumPy reduction each.
+        if isinstance(self.configs, ConfigRows):
+            rows = self.configs.to_dicts(_shown_column)
+        else:
+            rows = [_shown(config) for config in self.configs]
+        columns: dict[str, list[Any]] = {}
+        for name in self._metric_names():
+            values = np.asarray(self.history[name], np.float64)
+            finite = np.isfinite(values)
+            if name.endswith("loss"):
+                best = np.where(finite, values, np.inf).min(axis=1)
+            else:
+                best = np.where(finite, values, -np.inf).max(axis=1)
+            best[~finite.any(axis=1)] = np.nan
+            columns[f"final_{name}"] = values[:, -1].tolist()
+            columns[f"best_{name}"] = best.tolist()
+        for name, dtype in (
+            ("updates", np.int64),
+            ("examples_seen", np.int64),
+            ("diverged", bool),
+            ("diverged_step", np.int64),
+            ("status", str),
+            ("stopped_epoch", np.int64),
+            ("seconds", np.float64),
+            ("compile_seconds", np.float64),
+        ):
+            columns[name] = np.asarray(getattr(self, name)).astype(dtype).tolist()
+        names = list(columns)
+        for row, values in zip(rows, zip(*columns.values())):
+            row.update(zip(names, values))
+        return rows
 
     def _row(self, i: int, config: dict[str, Any]) -> dict[str, Any]:
         """Config ``i``'s row of ``table()``."""
-        row = {
-            k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.items()
-        }
+        row = _shown(config)
         for name in self._metric_names():
             values = self.history[name][i]
             row[f"final_{name}"] = float(values[-1])
@@ -261,18 +307,24 @@ class SweepResult:
 
     def to_csv(self, path: str | os.PathLike) -> None:
         rows = self.table()
-        columns = list(dict.fromkeys(k for row in rows for k in row))
+        orders = {tuple(row) for row in rows}
         lines = io.StringIO()
-        writer = csv.DictWriter(lines, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+        if len(orders) == 1:  # every row has the same columns: written as they come
+            writer = csv.writer(lines)
+            writer.writerow(next(iter(orders)))
+            writer.writerows(row.values() for row in rows)
+        else:
+            columns = list(dict.fromkeys(k for row in rows for k in row))
+            writer = csv.DictWriter(lines, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
         atomic_write(path, lines.getvalue())
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Rows and histories as strictly valid JSON: NaN and ±inf are written as null
         (JSON has no such tokens; ``save`` keeps them exactly)."""
         document = {"rows": self.table(), "history": self.history_lists()}
-        atomic_write(path, strict_json(document))
+        atomic_write(path, strict_json(document, indent=None))  # (one line: the C encoder)
 
     def history_lists(self) -> dict[str, list[list[float]]]:
         return {name: np.asarray(v, np.float64).tolist() for name, v in self.history.items()}

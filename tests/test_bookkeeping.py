@@ -2,7 +2,9 @@
 the plain bookkeeping gives: deferred ``status`` and ``groups``, a loop without reports,
 layouts whose slot positions are built only when asked for."""
 
+import csv
 import dataclasses
+import io
 import pickle
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 
 import jaxgd
 from jaxgd.core.layout import SeedLayout
+from jaxgd.persist import _encoded_configs, encode
 from jaxgd.results import GroupRecords, StatusNames
 
 problem, data = jaxgd.problems.linear_regression(num_examples=40)
@@ -127,3 +130,58 @@ def test_seed_layout_positions_are_those_of_a_loop(seeds, width):
         assert layout.slots[r, c] == k
     values = np.arange(len(seeds), dtype=np.float64)
     np.testing.assert_array_equal(layout.unpack(layout.to_slots(values)), values)
+
+
+def test_rows_as_dicts_and_encoded_column_by_column_are_those_of_the_rows():
+    space = jaxgd.grid(learning_rate=[0.1, float("inf")], momentum=0.9, seed=[0, 1]) + [
+        {"optimizer": "adam", "batch_size": jaxgd.increase_batch_size(4, 2, at=[2]), "seed": 3},
+        {"learning_rate": np.float32(0.5), "flag": True},
+    ]
+    rows = space.configs.take([5, 0, 4, 2, 1, 3])  # blocks interleaved
+    assert rows.to_dicts() == [dict(row) for row in rows]
+    cached = rows.with_cache()
+    cached[1]["learning_rate"] = float("-inf")  # an edit to a row handed out stays
+    cached[2]["extra"] = (1, 2)
+    expected = [{k: encode(v) for k, v in row.items()} for row in cached]
+    assert _encoded_configs(cached) == expected
+    assert [[type(v) for v in row.values()] for row in cached.to_dicts()] == [
+        [type(v) for v in row.values()] for row in cached
+    ]
+
+
+def test_table_built_by_columns_is_the_rows_one_by_one():
+    space = jaxgd.grid(
+        learning_rate=[0.1, 0.01, 30.0], batch_size=[8, jaxgd.increase_batch_size(4, 2, at=[2])]
+    )
+    result = jaxgd.sweep(
+        problem,
+        data,
+        space=space,
+        epochs=4,
+        callbacks=[jaxgd.SuccessiveHalving(metric="val_loss", eta=2, min_epochs=2)],
+    )
+    assert {"running", "diverged", "stopped"} <= set(result.status.tolist())
+    result.configs[0]["note"] = ("edited", 1)  # a row handed out, edited: shown as text
+    expected = [result._row(i, config) for i, config in enumerate(result.configs)]
+    table = result.table()
+    np.testing.assert_equal(table, expected)  # (NaN == NaN here)
+    assert [[type(v) for v in row.values()] for row in table] == [
+        [type(v) for v in row.values()] for row in expected
+    ]
+    assert table[0]["note"] == "('edited', 1)"
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_csv_is_the_table_through_dict_writer(results, tmp_path, mixed):
+    result = results[0]
+    if mixed:  # rows with different keys: the columns of all, blanks where missing
+        result = dataclasses.replace(
+            result, configs=[{**c, "x": 1} if i % 2 else c for i, c in enumerate(result.configs)]
+        )
+    result.to_csv(tmp_path / "rows.csv")
+    rows = result.table()
+    lines = io.StringIO()
+    writer = csv.DictWriter(lines, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    writer.writeheader()
+    writer.writerows(rows)
+    assert (tmp_path / "rows.csv").read_bytes() == lines.getvalue().encode()
