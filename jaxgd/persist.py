@@ -47,6 +47,7 @@ __all__ = [
     "COMPLETE",
     "strict_json",
     "encode",
+    "encode_configs",
     "decode",
     "save_result",
     "load_result",
@@ -244,7 +245,7 @@ def save_result(result: SweepResult, folder: str | os.PathLike, overwrite: bool 
     )
     document = {
         "format": FORMAT,
-        "configs": _encoded_configs(result.configs),
+        "configs": encode_configs(result.configs),
         "strategy": result.strategy,
         "groups": result.groups,
         "history": list(result.history),
@@ -262,9 +263,9 @@ def save_result(result: SweepResult, folder: str | os.PathLike, overwrite: bool 
     record_output(marker)
 
 
-def _encoded_configs(configs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each config's row with its values ``encode``d: column by column for configs held
-    as columns (``ConfigRows``), row by row for a list of dicts."""
+def encode_configs(configs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``encode(list(configs))``: column by column for configs held as columns
+    (``ConfigRows``), row by row for a list of dicts."""
     if isinstance(configs, ConfigRows):
         return configs.to_dicts(_encoded_column)
     return [{k: encode(v) for k, v in row.items()} for row in configs]

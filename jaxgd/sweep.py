@@ -37,7 +37,7 @@ from .data import BatchPlan, HostData, as_dataset, example_of, num_examples, spl
 from .errors import InputError
 from .optimizers import Optimizer
 from .options import SweepOptions
-from .persist import encode, run_meta, strict_json
+from .persist import encode, encode_configs, run_meta, strict_json
 from .problem import Problem
 from .results import GroupRecords, StatusNames, SweepResult
 from .run.checkpoint import Checkpointer
@@ -275,7 +275,7 @@ def sweep(
         checkpoint = _checkpointer(checkpoint_dir, resume, overwrite, options)
         if checkpoint is not None:
             checkpoint.fingerprint = _fingerprint(
-                configs=list(configs.rows),
+                configs=Encoded(encode_configs(configs.rows)),
                 problem=problem.name,
                 data=_data_digest(train, evals),
                 strategy=strategy,
@@ -378,10 +378,21 @@ def _checkpointer(checkpoint_dir, resume, overwrite, options) -> Checkpointer | 
     )
 
 
+class Encoded:
+    """A part of a fingerprint already ``encode``d (the configs, column by column)."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 def _fingerprint(**parts: Any) -> dict[str, str]:
     """Each part of what determines a sweep's results, as a short digest."""
     return {
-        name: hashlib.sha256(strict_json(encode(value), indent=None).encode()).hexdigest()[:16]
+        name: hashlib.sha256(
+            strict_json(
+                value.value if isinstance(value, Encoded) else encode(value), indent=None
+            ).encode()
+        ).hexdigest()[:16]
         for name, value in parts.items()
     }
 

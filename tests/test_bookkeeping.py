@@ -12,7 +12,7 @@ import pytest
 
 import jaxgd
 from jaxgd.core.layout import SeedLayout
-from jaxgd.persist import _encoded_configs, encode
+from jaxgd.persist import encode, encode_configs
 from jaxgd.results import GroupRecords, StatusNames
 
 problem, data = jaxgd.problems.linear_regression(num_examples=40)
@@ -143,7 +143,7 @@ def test_rows_as_dicts_and_encoded_column_by_column_are_those_of_the_rows():
     cached[1]["learning_rate"] = float("-inf")  # an edit to a row handed out stays
     cached[2]["extra"] = (1, 2)
     expected = [{k: encode(v) for k, v in row.items()} for row in cached]
-    assert _encoded_configs(cached) == expected
+    assert encode_configs(cached) == expected
     assert [[type(v) for v in row.values()] for row in cached.to_dicts()] == [
         [type(v) for v in row.values()] for row in cached
     ]
