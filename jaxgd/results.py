@@ -220,6 +220,13 @@ class SweepResult:
             row.update(zip(names, values))
         return rows
 
+    def _config_dicts(self) -> list[dict[str, Any]]:
+        """The configs as a list of dicts (configs held as columns: built column by
+        column, each once)."""
+        if isinstance(self.configs, ConfigRows):
+            return self.configs.to_dicts()
+        return list(self.configs)
+
     def _row(self, i: int, config: dict[str, Any]) -> dict[str, Any]:
         """Config ``i``'s row of ``table()``."""
         row = _shown(config)
@@ -285,7 +292,7 @@ class SweepResult:
                 candidates = []
         else:
             groups: dict[Any, list[int]] = {}
-            for index, config in enumerate(self.configs):
+            for index, config in enumerate(self._config_dicts()):
                 groups.setdefault(repr(sorted(_without_seed(config).items())), []).append(index)
             candidates = [
                 (m, float(np.mean(final[m]))) for m in groups.values() if eligible[m].all()
@@ -382,9 +389,10 @@ class SweepResult:
         """
         pandas = optional_import("pandas", extra="pandas", feature="SweepResult.history_frame()")
         count, epochs = len(self.configs), self.epochs
+        configs = self._config_dicts()  # each built once, not once per key
         columns: dict[str, Any] = {"config": np.repeat(np.arange(count), epochs)}
-        for key in dict.fromkeys(k for c in self.configs for k in c):
-            values = [c.get(key) for c in self.configs]
+        for key in dict.fromkeys(k for c in configs for k in c):
+            values = [c.get(key) for c in configs]
             if not all(isinstance(v, (int, float, str, bool)) for v in values):
                 values = [None if v is None else str(v) for v in values]
             columns[key] = np.repeat(np.asarray(values, dtype=object), epochs)
