@@ -156,7 +156,7 @@ class ResolvedConfigs(Sequence):
         size), in order of first appearance; members are config indices, in order."""
         if len(self.optimizers) == 1 and (not by_batch_size or len(self.batch_size_values) == 1):
             size = self.batch_size_values[0] if by_batch_size else None
-            return [(self.optimizers[0], size, np.arange(len(self)))]
+            return [(self.optimizers[0], size, self.every_index)]
         if not by_batch_size:
             codes = self.optimizer_code
             members = group_members(codes, len(self.optimizers))
@@ -172,6 +172,14 @@ class ResolvedConfigs(Sequence):
             )
             for u, m in zip(uniques.tolist(), members)
         ]
+
+    @functools.cached_property
+    def every_index(self) -> np.ndarray:
+        """``0..K-1``, read-only: one array for every caller of ``groups`` (a million
+        indices each time cost fresh memory each time)."""
+        indices = np.arange(len(self))
+        indices.flags.writeable = False
+        return indices
 
     def seeds_of(self, members: np.ndarray) -> np.ndarray:
         """``[len(members)]`` the seeds of ``members`` (ascending config indices, as

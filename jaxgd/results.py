@@ -131,6 +131,9 @@ class SweepResult:
     ``status`` and ``groups`` may be given as ``Deferred`` values (``jaxgd.sweep`` gives
     ``StatusNames`` and ``GroupRecords``): each is built the first time it is read, so a
     sweep of a million configs builds a million names or Python ints only when asked.
+    Arrays that hold one value for every config (``seconds`` of a one-program sweep, a
+    fixed ``batch_size`` or ``examples_seen`` history, ``stopped_epoch`` when none
+    stopped) may be read-only broadcast views: copy one (``np.array``) to write into it.
     """
 
     configs: list[dict[str, Any]]

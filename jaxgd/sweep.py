@@ -338,7 +338,7 @@ def sweep(
         configs=configs.rows.with_cache(),
         history=loop.history,
         updates=loop.updates,
-        examples_seen=loop.history["examples_seen"][:, -1].copy(),
+        examples_seen=_last_epoch(loop.history["examples_seen"]),
         diverged=loop.status_codes == DIVERGED,
         diverged_step=loop.diverged_at,
         status=StatusNames(loop.status_codes, STATUS_NAMES),
@@ -350,6 +350,12 @@ def sweep(
         groups=GroupRecords(loop.groups, loop.group_members),
         compiled=[e for program in loop.programs for e in program.executables],
     )
+
+
+def _last_epoch(values: np.ndarray) -> np.ndarray:
+    """``values[:, -1]``: a copy, or a read-only view of a read-only view (one value for
+    every config)."""
+    return values[:, -1] if not values.flags.writeable else values[:, -1].copy()
 
 
 def _checkpointer(checkpoint_dir, resume, overwrite, options) -> Checkpointer | None:
@@ -448,16 +454,22 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> 
     example = example_of(train)
     eval_examples = max((num_examples(e) for e in evals.values()), default=0)
     programs = configs.groups()  # (optimizer, batch size or schedule, members)
-    groups = np.zeros(len(configs), np.int64)  # each config's program
-    per_config = np.empty(len(configs), np.int64)
-    for index, (optimizer, size, members) in enumerate(programs):
+    needs = []  # bytes per config of each program
+    for optimizer, size, _ in programs:
         largest = max(size.per_epoch(epochs)) if isinstance(size, BatchSchedule) else size
-        members = slice(None) if len(programs) == 1 else members  # (no scatter)
-        if index:
-            groups[members] = index
-        per_config[members] = config_bytes(
-            problem, optimizer, example, largest, options.eval_batch_size, eval_examples
+        needs.append(
+            config_bytes(
+                problem, optimizer, example, largest, options.eval_batch_size, eval_examples
+            )
         )
+    if len(programs) == 1:  # one value each: read-only views, no memory per config
+        groups = np.broadcast_to(np.int64(0), (len(configs),))
+        per_config = np.broadcast_to(np.int64(needs[0]), (len(configs),))
+    else:
+        groups = np.empty(len(configs), np.int64)  # each config's program
+        per_config = np.empty(len(configs), np.int64)
+        for index, (_, _, members) in enumerate(programs):
+            groups[members], per_config[members] = index, needs[index]
     data_bytes = _device_data_bytes(train, evals, configs, epochs)
     return plan_slices(
         per_config, data_bytes, budget, placement.count, source, groups=groups, seeds=configs.seed

@@ -107,6 +107,9 @@ def test_a_sweep_without_reports_gives_what_reports_give(results):
         assert ours.dtype == theirs.dtype, name
         np.testing.assert_array_equal(ours, theirs)
     assert [g["configs"] for g in plain.groups] == [g["configs"] for g in reported.groups]
+    # one value for every config: read-only views, not a million copies
+    assert not plain.history["examples_seen"].flags.writeable
+    assert not plain.stopped_epoch.flags.writeable and not plain.examples_seen.flags.writeable
     for name in ("seconds", "compile_seconds"):
         assert getattr(plain, name).shape == (len(SPACE),)
 

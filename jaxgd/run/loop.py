@@ -95,10 +95,15 @@ class _Run:
         # Without reports nobody reads the counters as floats (NaN for "not yet"): they
         # are kept as the result's integers, and the status history is not kept at all.
         self.reports = reports
-        counter = np.float64 if reports else np.int64
-        self.history: dict[str, np.ndarray] = {"batch_size": np.array(batch_sizes, counter)}
+        if reports:
+            sizes = np.array(batch_sizes, np.float64)
+        else:  # (a read-only view when every config has one batch size: kept, no copy)
+            sizes = np.asarray(batch_sizes, np.int64)
+            sizes = sizes if not sizes.flags.writeable else sizes.copy()
+        self.history: dict[str, np.ndarray] = {"batch_size": sizes}
         self.stopped = np.zeros(self.count, bool)
-        self.stopped_epoch = np.full(self.count, -1, np.int64)
+        # -1 each, a read-only view until a config stops (``stop``)
+        self.stopped_epoch = np.broadcast_to(np.int64(-1), (self.count,))
         self.finals: list[tuple[np.ndarray, Final]] = []
         self.live = list(programs)
         self.start = start
@@ -141,6 +146,8 @@ class _Run:
                 self.history[name] = np.full((self.count, self.epochs), np.nan)
             elif self.history[name].dtype.kind == "i" and not integer:
                 self.history[name] = self.history[name].astype(np.float64)
+            elif not self.history[name].flags.writeable:  # a view of the plan: copied now
+                self.history[name] = np.array(self.history[name])
             self.history[name][members, span] = value
 
     def settle(self, epochs_done: int) -> None:
@@ -201,6 +208,8 @@ class _Run:
 
     def stop(self, keep: np.ndarray, report: ChunkReport) -> None:
         newly = (report.status == STATUS_NAMES[RUNNING]) & ~keep
+        if not self.stopped_epoch.flags.writeable:
+            self.stopped_epoch = np.array(self.stopped_epoch)
         self.stopped_epoch[newly] = report.epochs_done
         self.stopped |= newly
 
@@ -238,7 +247,8 @@ class _Run:
         the finals of retired configs, every live program's state and how to rebuild it,
         the callbacks' state. What a checkpoint holds (``Checkpointer.save``)."""
         arrays = {f"history/{name}": values for name, values in self.history.items()}
-        arrays["stopped"], arrays["stopped_epoch"] = self.stopped, self.stopped_epoch
+        arrays["stopped"] = self.stopped
+        arrays["stopped_epoch"] = np.ascontiguousarray(self.stopped_epoch)
         for name in Final._fields:
             parts = [getattr(final, name) for _, final in self.finals]
             if name == "params":
@@ -585,7 +595,11 @@ def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
     if run.stopped.any():
         trained = np.where(run.stopped, run.stopped_epoch, epochs)
         per_epoch = np.where(np.arange(epochs) < trained[:, None], per_epoch, 0)
-    history["examples_seen"] = _cumulative(per_epoch)
+    if per_epoch.ndim == 2 and per_epoch.strides[0] == 0:  # one row for every config
+        seen = np.broadcast_to(_cumulative(per_epoch[:1]), per_epoch.shape)  # a view
+    else:
+        seen = _cumulative(per_epoch)
+    history["examples_seen"] = seen
     for name in ("updates", "batch_size"):
         values = history[name]
         if values.dtype.kind == "f" and np.isnan(values).any():
