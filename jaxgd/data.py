@@ -15,6 +15,7 @@ over exactly the remaining examples (N=1050, batch 100: 11 updates, the last ove
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 from collections.abc import Iterator
@@ -133,6 +134,9 @@ def as_dataset(data: PyTree, dtype: Any | None = None) -> PyTree:
 # Default bytes of one window of batches on the device (two are held: the one training
 # and the next, put while it trains).
 WINDOW_BYTES = 64 * 2**20
+# HostData.digest reads at most this many bytes, in this many runs of examples.
+DIGEST_BYTES = 64 * 2**20
+DIGEST_SPANS = 64
 
 
 class HostData:
@@ -150,7 +154,9 @@ class HostData:
             memory-mapped read-only (``jaxgd.datafiles.load_npy``).
         window_steps: steps whose batches go to the device together (default: as many
             as fit ``window_bytes``, at most an epoch).
-        window_bytes: the cap on one window's bytes on the device (default 64 MiB).
+        window_bytes: the cap on one window's bytes on the device (default 64 MiB; a
+            window of a sweep that measures the gradient noise widens to whole groups of
+            measured steps, ``steps_per_window``).
         rows: only these examples (positions along the example axis), e.g. the training
             part of a ``split``.
 
@@ -217,18 +223,28 @@ class HostData:
             math.prod(leaf.shape) * leaf.dtype.itemsize for leaf in jax.tree.leaves(self.example)
         )
 
-    def steps_per_window(self, plan: BatchPlan, seeds: int) -> int:
+    def steps_per_window(self, plan: BatchPlan, seeds: int, noise_every: int = 1) -> int:
         """Steps per window: ``window_steps``, else as many steps of ``seeds`` batches
-        (and their masks) as fit ``window_bytes``, at least one, at most an epoch."""
+        (and their masks) as fit ``window_bytes``, at least one, at most an epoch; then
+        widened to a multiple of ``noise_every`` (the steps between gradient-noise
+        measurements, ``core.step.noise_every``) unless it is the whole epoch, so that a
+        window starts where a measurement group does."""
+        steps = plan.steps_per_epoch
         if self.window_steps is not None:
-            return min(self.window_steps, plan.steps_per_epoch)
-        step_bytes = seeds * plan.batch_size * (self.example_bytes + 1) + 4
-        return max(1, min(plan.steps_per_epoch, self.window_bytes // step_bytes))
+            size = min(self.window_steps, steps)
+        else:
+            size = max(1, min(steps, self.window_bytes // self.step_nbytes(plan, seeds)))
+        if size < steps and size % noise_every:
+            size = min(steps, noise_every * -(-size // noise_every))
+        return size
 
-    def window_nbytes(self, plan: BatchPlan, seeds: int) -> int:
+    def step_nbytes(self, plan: BatchPlan, seeds: int) -> int:
+        """Bytes of one step's batches on the device: ``seeds`` batches and their masks."""
+        return seeds * plan.batch_size * (self.example_bytes + 1) + 4
+
+    def window_nbytes(self, plan: BatchPlan, seeds: int, noise_every: int = 1) -> int:
         """Bytes of one window on the device."""
-        steps = self.steps_per_window(plan, seeds)
-        return steps * (seeds * plan.batch_size * (self.example_bytes + 1) + 4)
+        return self.steps_per_window(plan, seeds, noise_every) * self.step_nbytes(plan, seeds)
 
     def gather(self, indices: np.ndarray) -> PyTree:
         """Examples ``indices`` (any shape) as device-dtype NumPy arrays of shape
@@ -254,14 +270,45 @@ class HostData:
             self.arrays, window_steps=self.window_steps, window_bytes=self.window_bytes, rows=rows
         )
 
-    def blocks(self, examples: int = 2**16) -> Iterator[tuple[int, PyTree]]:
+    def blocks(
+        self, examples: int = 2**16, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, PyTree]]:
         """``(first example, arrays)`` of consecutive blocks of ``examples`` rows in memory,
-        as stored (dtypes unchanged): for checks and digests that read everything once."""
+        as stored (dtypes unchanged), from ``start`` to ``stop`` (default: every example):
+        for checks and digests that read the set in order."""
+        stop = self.num_examples if stop is None else stop
+        for first in range(start, stop, examples):
+            last = min(first + examples, stop)
+            rows = slice(first, last) if self.rows is None else self.rows[first:last]
+            yield first, jax.tree.map(lambda leaf, rows=rows: np.asarray(leaf[rows]), self.arrays)
+
+    def digest(self, max_bytes: int = DIGEST_BYTES) -> str:
+        """SHA-256 (hex) of the examples, for checkpoints' fingerprints: every leaf's path,
+        stored dtype and example shape, the example count, and the bytes of every example
+        when they total at most ``max_bytes``; of a larger set, of ``DIGEST_SPANS`` evenly
+        spaced runs of consecutive examples totalling about ``max_bytes`` (the first and
+        the last examples among them), read sequentially. A sampled digest sees any change
+        of shape, dtype or count and of the sampled rows, not of rows between the runs:
+        hashing a set larger than memory whole would take minutes at every start."""
+        leaves = jax.tree_util.tree_leaves_with_path(self.arrays)
+        digest = hashlib.sha256(f"HostData|{self.num_examples}|".encode())
+        row_bytes = 0
+        for path, leaf in leaves:
+            name = jax.tree_util.keystr(path)
+            digest.update(f"{name}|{leaf.dtype.str}|{leaf.shape[1:]}|".encode())
+            row_bytes += leaf.dtype.itemsize * math.prod(leaf.shape[1:])
         total = self.num_examples
-        for start in range(0, total, examples):
-            stop = min(start + examples, total)
-            rows = slice(start, stop) if self.rows is None else self.rows[start:stop]
-            yield start, jax.tree.map(lambda leaf, rows=rows: np.asarray(leaf[rows]), self.arrays)
+        if total * row_bytes <= max_bytes:
+            spans = [(0, total)]
+        else:
+            run = max(1, max_bytes // (DIGEST_SPANS * max(1, row_bytes)))
+            starts = np.unique(np.linspace(0, total - run, DIGEST_SPANS).astype(np.int64))
+            spans = [(int(first), int(first) + run) for first in starts]
+        for first, last in spans:
+            for _, block in self.blocks(start=first, stop=last):
+                for leaf in jax.tree.leaves(block):
+                    digest.update(np.ascontiguousarray(leaf).tobytes())
+        return digest.hexdigest()
 
     def __repr__(self) -> str:
         shapes = jax.tree.map(lambda leaf: tuple(leaf.shape), self.arrays)

@@ -32,8 +32,8 @@ from .core.memory import (
     plan_slices,
 )
 from .core.state import DEFAULT_DIVERGENCE, DIVERGED, STATUS_NAMES
-from .core.step import measurement_probes
-from .data import BatchPlan, HostData, as_dataset, example_of, num_examples, split
+from .core.step import GradientNoise, measurement_probes
+from .data import HostData, as_dataset, example_of, num_examples, split
 from .errors import InputError
 from .optimizers import Optimizer
 from .options import SweepOptions
@@ -46,6 +46,7 @@ from .run.report import Callback
 from .schedules import BatchSchedule
 from .space import Space
 from .strategies import STRATEGIES, PlanContext, ProgramSpec, choose_strategy
+from .strategies.streamed import stream_bytes
 
 __all__ = ["sweep"]
 
@@ -238,7 +239,7 @@ def sweep(
     strategy = choose_strategy(
         configs, "streamed" if streamed else options.strategy, context_for(configs), STRATEGIES
     )
-    memory = _memory_plan(configs, problem, train, evals, epochs, options, placement)
+    memory = _memory_plan(configs, problem, train, evals, epochs, options, placement, probes)
     if len(memory.slices) > 1 and (callbacks or checkpoint_dir is not None):
         names = ", ".join(type(c).__name__ for c in callbacks)  # (their repr is an address)
         what = f"callbacks=[{names}]" if callbacks else f"checkpoint_dir={checkpoint_dir!r}"
@@ -406,13 +407,8 @@ def _fingerprint(**parts: Any) -> dict[str, str]:
 def _data_digest(train: PyTree, evals: dict[str, PyTree]) -> str:
     """A digest of the data's structure, dtypes, shapes and bytes (read to the host)."""
     digest = hashlib.sha256()
-    if isinstance(train, HostData):  # read block by block: it may exceed the memory
-        digest.update(f"HostData|{train.num_examples}|".encode())
-        for _, block in train.blocks():
-            for path, leaf in jax.tree_util.tree_leaves_with_path(block):
-                value = np.ascontiguousarray(leaf)
-                digest.update(f"{jax.tree_util.keystr(path)}|{value.dtype.str}|".encode())
-                digest.update(value.tobytes())
+    if isinstance(train, HostData):  # sampled when large: it may exceed the memory
+        digest.update(train.digest().encode())
         train = None
     for path, leaf in jax.tree_util.tree_leaves_with_path((train, evals)):
         value = np.ascontiguousarray(to_host(leaf))
@@ -444,7 +440,7 @@ def _block_rule(config_block, configs, problem, train):
     return block_for
 
 
-def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> MemoryPlan:
+def _memory_plan(configs, problem, train, evals, epochs, options, placement, probes) -> MemoryPlan:
     """The configs in sequential slices within ``options.max_memory`` per device
     (``jaxgd.core.memory``); one slice when they all fit."""
     if options.max_memory is None:
@@ -470,7 +466,7 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement) -> 
         per_config = np.empty(len(configs), np.int64)
         for index, (_, _, members) in enumerate(programs):
             groups[members], per_config[members] = index, needs[index]
-    data_bytes = _device_data_bytes(train, evals, configs, epochs)
+    data_bytes = _device_data_bytes(train, evals, configs, epochs, GradientNoise() in probes)
     return plan_slices(
         per_config, data_bytes, budget, placement.count, source, groups=groups, seeds=configs.seed
     )
@@ -504,17 +500,13 @@ def _slice_configs(configs: ResolvedConfigs, members: np.ndarray, padding: np.nd
     return part
 
 
-def _device_data_bytes(train, evals, configs, epochs) -> int:
+def _device_data_bytes(train, evals, configs, epochs, noise_measured) -> int:
     """Bytes of data on each device: every set, or for ``HostData`` the evaluation sets
-    and two windows of training batches (the one training and the next)."""
+    and the streamed windows and orders (``strategies.streamed.stream_bytes``)."""
     evals_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(evals))
     if not isinstance(train, HostData):
         return evals_bytes + sum(leaf.nbytes for leaf in jax.tree.leaves(train))
-    seeds = np.unique(configs.seed).size
-    sizes = np.unique(configs.batch_sizes(epochs)).tolist()
-    return evals_bytes + 2 * max(
-        train.window_nbytes(BatchPlan(train.num_examples, b), seeds) for b in sizes
-    )
+    return evals_bytes + stream_bytes(train, configs, epochs, noise_measured)
 
 
 def _merge(parts, count: int) -> LoopResult:

@@ -32,8 +32,10 @@ _PROCESS = textwrap.dedent(
     problem, data = jaxgd.problems.linear_regression(num_examples=120)
     space = jaxgd.grid(learning_rate=[0.1, 0.05, 0.02], momentum=[0.0, 0.9], seed=[0, 1])
     out = {"devices": jax.device_count(), "process": jax.process_index()}
-    for strategy in ("grouped", "accumulate"):
-        result = jaxgd.sweep(problem, data, space=space, batch_size=8, epochs=3,
+    for strategy in ("grouped", "accumulate", "streamed"):
+        # streamed: each process gathers the windows from its own copy of the data
+        given = jaxgd.HostData(data, window_steps=4) if strategy == "streamed" else data
+        result = jaxgd.sweep(problem, given, space=space, batch_size=8, epochs=3,
                              return_params=True, options=jaxgd.SweepOptions(strategy=strategy))
         out[strategy] = {
             "history": {k: v.tolist() for k, v in result.history.items()},
@@ -82,10 +84,14 @@ def test_two_processes_equal_one(tmp_path):
     assert [r["process"] for r in runs] == [0, 1] and runs[0]["devices"] == 2
 
     problem, data = jaxgd.problems.linear_regression(num_examples=120)
-    for strategy in ("grouped", "accumulate"):
-        one = jaxgd.sweep(
-            problem, data, space=SPACE, **SWEEP, options=jaxgd.SweepOptions(strategy=strategy)
-        )
+    ones = {}
+    for strategy in ("grouped", "accumulate", "streamed"):
+        # streamed: the grouped programs, so the one-process grouped result, bitwise
+        if strategy == "streamed":
+            one = ones["grouped"]
+        else:
+            options = jaxgd.SweepOptions(strategy=strategy)
+            one = ones[strategy] = jaxgd.sweep(problem, data, space=SPACE, **SWEEP, options=options)
         assert runs[0][strategy]["slots"] == [g["slots"] for g in one.groups]
         for run in runs:  # every process holds the whole result, bitwise that of one process
             for name, values in one.history.items():

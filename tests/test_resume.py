@@ -31,7 +31,7 @@ class Interrupt(jaxgd.Callback):
             raise KeyboardInterrupt(f"interrupted after epoch {self.at}")
 
 
-def run(folder, *, strategy, checkpoint_format, interrupt=-1, resume=False, epochs=6):
+def run(folder, *, strategy, checkpoint_format, interrupt=-1, resume=False, epochs=6, data=data):
     callbacks = [
         jaxgd.SuccessiveHalving(metric="val_loss", eta=2, min_epochs=1),
         jaxgd.EarlyStopping(metric="val_loss", patience=2),
@@ -83,6 +83,34 @@ def test_resume_is_bitwise_the_uninterrupted_sweep(tmp_path, strategy, checkpoin
     again = run(folder, strategy=strategy, checkpoint_format=checkpoint_format, resume=True)
     assert_bitwise(reference, again)
     assert jaxgd.compile_count("init") == compiles
+
+
+@pytest.mark.slow
+def test_host_data_resumes_bitwise_and_a_changed_file_is_refused(tmp_path):
+    """HostData memory-mapped from .npy files: interrupted and resumed with a fresh
+    HostData of the same files (other windows: they do not change the result), bitwise
+    the uninterrupted sweep; one changed value in a file and the resume is refused."""
+    for name, values in data.items():
+        np.save(tmp_path / f"{name}.npy", np.asarray(values))
+
+    def host(window_steps):
+        paths = {name: tmp_path / f"{name}.npy" for name in data}
+        return jaxgd.HostData(paths, window_steps=window_steps)
+
+    kwargs = dict(strategy="streamed", checkpoint_format="npz")
+    reference = run(tmp_path / "ref", data=host(5), **kwargs)
+    assert reference.strategy == "streamed" and len(reference.groups) > 2
+    for at in (2, 5):
+        folder = tmp_path / f"at{at}"
+        with pytest.raises(KeyboardInterrupt):
+            run(folder, data=host(5), interrupt=at, **kwargs)
+        assert_bitwise(reference, run(folder, data=host(3), resume=True, **kwargs))
+    changed = np.load(tmp_path / "y.npy")
+    changed[7] += 1.0
+    np.save(tmp_path / "changed.npy", changed)  # a new file, not the one mapped above
+    os.replace(tmp_path / "changed.npy", tmp_path / "y.npy")
+    with pytest.raises(jaxgd.InputError, match=r"different sweep \(data differ\)"):
+        run(tmp_path / "at2", data=host(5), resume=True, **kwargs)
 
 
 def test_checkpoint_every_and_keep_two(tmp_path):

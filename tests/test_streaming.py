@@ -11,8 +11,10 @@ import pytest
 import jaxgd
 from jaxgd import runfile
 from jaxgd.cli import main
+from jaxgd.configs import resolve_configs
 from jaxgd.core.memory import config_bytes
 from jaxgd.data import HostData, host_batch_indices
+from jaxgd.strategies.streamed import stream_bytes
 
 PROBLEM = jaxgd.problems.mlp((4, 8, 3))
 RNG = np.random.default_rng(0)
@@ -145,9 +147,10 @@ def test_windows_fit_their_bytes_and_the_memory_plan_leaves_the_data_out():
     steps = data.steps_per_window(plan, seeds=3)
     assert steps == 2**16 // (3 * 100 * (20 + 1) + 4) == 10
     assert data.window_nbytes(plan, 3) <= 2**16
-    # the budget holds the configs and two windows, not the 2 MB training set
+    # the budget holds the configs, two windows and two epochs' orders (400 kB each), not
+    # the 2.4 MB training set
     budget = config_bytes(PROBLEM, jaxgd.optimizer("sgd"), data.example, 100, 1024, 0)
-    budget += 2 * data.window_nbytes(plan, 1) + 1000
+    budget += 2 * data.window_nbytes(plan, 1) + 2 * 100_000 * 4 + 1000
     options = jaxgd.SweepOptions(max_memory=budget)
     result = jaxgd.sweep(
         PROBLEM,
@@ -169,6 +172,28 @@ def test_windows_fit_their_bytes_and_the_memory_plan_leaves_the_data_out():
             validation=None,
             options=options,
         )
+
+
+def test_stream_bytes_count_each_programs_window_and_orders():
+    # 1300 examples of 4 float32 and an int32 label (20 bytes); two programs (batch 128
+    # and 256) of two seeds; windows of one step widen to the noise groups: 4 and 2 steps
+    data = HostData(
+        {"x": np.zeros((1300, 4), np.float32), "y": np.zeros(1300, np.int32)}, window_steps=1
+    )
+    space = jaxgd.grid(learning_rate=[0.1, 0.03], batch_size=[128, 256], seed=[0, 1])
+    configs = resolve_configs(space, "sgd", None, 1300, False)
+    step = {b: 2 * b * (20 + 1) + 4 for b in (128, 256)}  # two seeds' batches and masks
+    orders = 2 * 2 * 1300 * 4  # two epochs' [U, N] int32
+    noisy = {128: 4 * step[128], 256: 2 * step[256]}
+    expected = noisy[128] + orders + noisy[256] + orders + max(noisy.values())
+    assert stream_bytes(data, configs, epochs=2, noise_measured=True) == expected
+    quiet = step[128] + orders + step[256] + orders + step[256]
+    assert stream_bytes(data, configs, epochs=2, noise_measured=False) == quiet
+    # a schedule (one seed) counts the wider of its epochs' windows: 4 steps of 128
+    schedule = jaxgd.grid(learning_rate=[0.1], batch_size=[jaxgd.batch_schedule(128, {1: 256})])
+    configs = resolve_configs(schedule, "sgd", None, 1300, False)
+    widest = max(4 * (128 * 21 + 4), 2 * (256 * 21 + 4))
+    assert stream_bytes(data, configs, epochs=2, noise_measured=True) == 2 * widest + 2 * 1300 * 4
 
 
 def test_run_file_streams_with_stream_true(tmp_path, on_device):
@@ -202,3 +227,29 @@ def test_run_file_streams_with_stream_true(tmp_path, on_device):
     saved = jaxgd.SweepResult.load(tmp_path / "o" / "result")
     assert saved.strategy == "streamed"
     np.testing.assert_array_equal(saved.history["val_loss"], on_device.history["val_loss"])
+
+
+def test_digest_reads_a_small_set_whole_and_a_large_one_in_sampled_runs():
+    x = np.arange(64_000, dtype=np.float32).reshape(16_000, 4)  # 16-byte rows, 256 kB
+
+    def digest(values, **kwargs):
+        return HostData({"x": values}).digest(**kwargs)
+
+    def changed(row):
+        values = x.copy()
+        values[row, 1] += 1
+        return values
+
+    whole = digest(x)
+    assert digest(x.copy()) == whole and digest(changed(8000)) != whole
+    assert digest(x.astype(np.float64)) != whole and digest(x[:-1]) != whole
+    # over max_bytes (64 kB): 64 evenly spaced runs of 64 rows, the first and last among
+    # them; row 8000 lies between two runs, so a change there goes unseen
+    sampled = digest(x, max_bytes=2**16)
+    assert sampled != whole
+    assert digest(changed(8000), max_bytes=2**16) == sampled
+    for row in (0, 63, 15_999):
+        assert digest(changed(row), max_bytes=2**16) != sampled
+    assert digest(x.astype(np.float64), max_bytes=2**16) != sampled
+    # a subset digests its own rows
+    assert HostData({"x": x}).subset(np.arange(100)).digest() == digest(x[:100])

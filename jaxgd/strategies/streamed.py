@@ -17,7 +17,9 @@ Each epoch:
    chunk does at its epoch's end (``core.epoch.epoch_history``).
 
 The same step on the same batches in the same order: results equal those of the grouped
-strategy on device data, bitwise on the CPU (tests/test_streaming.py). A window is at most
+strategy on device data, bitwise on the CPU in the tests (tests/test_streaming.py, and
+test_devices.py on four devices; XLA may round a step whose batch is an argument
+differently from one that gathers it: README "Data larger than memory"). A window is at most
 an epoch and windows never span two, so a program compiles at most two window lengths
 (the full one and the epoch's remainder), one epoch-end program and one orders program
 per batch plan.
@@ -38,9 +40,10 @@ from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders
 from ..core.layout import to_host
 from ..core.state import stop_where
-from ..core.step import scan_steps, sum_steps
-from ..data import HostData, host_batch_indices
+from ..core.step import noise_every, scan_steps, sum_steps
+from ..data import BatchPlan, HostData, host_batch_indices
 from ..errors import InputError
+from ..schedules import BatchSchedule
 from .base import PlanContext
 from .grouped import Grouped, GroupedProgram, GroupedSettings, grouped_step
 
@@ -48,6 +51,7 @@ __all__ = [
     "stream_orders",
     "stream_window",
     "stream_epoch_end",
+    "stream_bytes",
     "StreamedProgram",
     "Streamed",
     "STREAMED",
@@ -105,15 +109,16 @@ class StreamedProgram(GroupedProgram):
     def place(self, train: HostData, evals, on_compile: Callable) -> None:
         super().place(train, evals, on_compile)
         self.orders: dict[int, Any] = {}  # epoch -> [U, N] orders, dispatched ahead
+        # (epoch, its orders on the host): read back once an epoch, not once a window
+        # (several processes: an all-gather each)
+        self.host_orders: tuple[int, np.ndarray] | None = None
         self.prefetched: tuple[tuple[int, int], tuple] | None = None
 
     def windows(self, settings: GroupedSettings) -> list[tuple[int, int]]:
         """``(first step, steps)`` of each window of an epoch."""
         plan = settings.plan
-        size = self.train.steps_per_window(plan, len(self.layout.unique_seeds))
-        every = grouped_step(settings)[1]
-        if size < plan.steps_per_epoch and size % every:  # a whole number of groups
-            size = min(plan.steps_per_epoch, every * -(-size // every))
+        every = grouped_step(settings)[1]  # windows of whole measurement groups
+        size = self.train.steps_per_window(plan, len(self.layout.unique_seeds), every)
         return [
             (first, min(size, plan.steps_per_epoch - first))
             for first in range(0, plan.steps_per_epoch, size)
@@ -124,7 +129,9 @@ class StreamedProgram(GroupedProgram):
         and put on every device of the program (asynchronously)."""
         settings = self.settings_by_epoch[epoch]
         first, steps = self.windows(settings)[window]
-        orders = to_host(self.orders_of(epoch))
+        if self.host_orders is None or self.host_orders[0] != epoch:
+            self.host_orders = (epoch, to_host(self.orders_of(epoch)))
+        orders = self.host_orders[1]
         indices, masks = host_batch_indices(settings.plan, orders, first, steps)
         return self.layout.put_rows((self.train.gather(indices), masks))
 
@@ -260,6 +267,28 @@ class StreamedProgram(GroupedProgram):
             name: self.layout.unpack(np.stack([row[name] for row in host]), axis=1).T
             for name in host[0]
         }
+
+
+def stream_bytes(
+    train: HostData, configs: ResolvedConfigs, epochs: int, noise_measured: bool
+) -> int:
+    """Bytes of streamed data on each device (every device holds every seed's batches):
+    between chunks each program keeps the next window it prefetched and two epochs'
+    orders ``[U, N]`` int32 (the current and the next, dispatched ahead); while one
+    trains, its window is on the device too. Windows counted at their widest epoch."""
+    total = widest = 0
+    for _, size, members in configs.groups():
+        seeds = np.unique(configs.seed[members]).size
+        sizes = size.per_epoch(epochs) if isinstance(size, BatchSchedule) else [size]
+        window = max(
+            train.window_nbytes(
+                BatchPlan(train.num_examples, b), seeds, noise_every(b) if noise_measured else 1
+            )
+            for b in set(sizes)
+        )
+        total += window + 2 * seeds * train.num_examples * 4
+        widest = max(widest, window)
+    return total + widest
 
 
 def _shape_key(args: tuple) -> tuple:
