@@ -17,12 +17,21 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ConfigRows", "column", "factorize", "group_members", "most_repeated", "plain"]
+__all__ = [
+    "ConfigRows",
+    "column",
+    "factorize",
+    "group_members",
+    "most_repeated",
+    "plain",
+    "python_values",
+    "value_counts",
+]
 
 Columns = dict[str, np.ndarray]
 
@@ -163,6 +172,31 @@ class ConfigRows(Sequence):
         for index in range(self._count):
             yield self[index]
 
+    def to_dicts(self, column: Callable[[np.ndarray], list[Any]] | None = None) -> list[dict]:
+        """Every row as a new dict, built column by column: ``column(values)`` gives a
+        block's column as a list (default: its Python values); rows handed out before
+        (with ``with_cache``) are taken as they are now, each value through ``column``."""
+        column = column or python_values
+        rows: list[Any] = [None] * self._count
+        for block, where, size in self.spans():
+            names = list(block)
+            lists = [column(block[name]) for name in names]
+            built = [dict(zip(names, values)) for values in zip(*lists)] if names else None
+            built = built or [{} for _ in range(size)]
+            if isinstance(where, slice):
+                rows[where] = built
+            else:
+                for index, row in zip(where.tolist(), built):
+                    rows[index] = row
+        for index, row in (self._cache or {}).items():
+            one = np.empty(1, object)
+            converted = {}
+            for name, value in row.items():
+                one[0] = value
+                converted[name] = column(one)[0]
+            rows[index] = converted
+        return rows
+
     def spans(self) -> Iterator[tuple[Columns, slice | np.ndarray, int]]:
         """``(block, where, size)`` per block: ``where`` is the slice of config indices
         the block covers when the blocks follow one another, else its rows' ``[n]``
@@ -230,6 +264,11 @@ class ConfigRows(Sequence):
         head = ", ".join(repr(self[i]) for i in range(min(3, len(self))))
         more = f", ... ({len(self)} configs)" if len(self) > 3 else ""
         return f"ConfigRows([{head}{more}])"
+
+
+def python_values(values: np.ndarray) -> list[Any]:
+    """A column's values as a row gives them (NumPy scalars as Python numbers)."""
+    return [v.item() if isinstance(v, np.generic) else v for v in values.tolist()]
 
 
 def _block_of_dicts(keys: tuple[str, ...], configs: list[Mapping[str, Any]]) -> Columns:
@@ -343,13 +382,22 @@ def group_members(codes: np.ndarray, count: int) -> list[np.ndarray]:
     return np.split(order, np.cumsum(sizes)[:-1])
 
 
+def value_counts(values: np.ndarray) -> np.ndarray:
+    """How many times each distinct value occurs, in no particular order (a count, no
+    sort, for values in a small range)."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return np.zeros(0, np.int64)
+    if values.dtype.kind == "i" and values.min() >= 0 and values.max() < 65536:
+        counts = np.bincount(values)  # small non-negative integers (seeds): counted as they are
+    else:
+        keys = _small_codes(values)
+        counts = np.bincount(factorize(values)[1] if keys is None else keys)
+    return counts[counts > 0]
+
+
 def most_repeated(values: np.ndarray) -> int:
     """How many times the most frequent value occurs (a count, no sort, for values in a
     small range)."""
-    values = np.asarray(values)
-    if values.size == 0:
-        return 0
-    keys = _small_codes(values)
-    if keys is None:
-        keys = factorize(values)[1]
-    return int(np.bincount(keys).max())
+    counts = value_counts(values)
+    return int(counts.max()) if counts.size else 0

@@ -156,7 +156,7 @@ class ResolvedConfigs(Sequence):
         size), in order of first appearance; members are config indices, in order."""
         if len(self.optimizers) == 1 and (not by_batch_size or len(self.batch_size_values) == 1):
             size = self.batch_size_values[0] if by_batch_size else None
-            return [(self.optimizers[0], size, np.arange(len(self)))]
+            return [(self.optimizers[0], size, self.every_index)]
         if not by_batch_size:
             codes = self.optimizer_code
             members = group_members(codes, len(self.optimizers))
@@ -172,6 +172,19 @@ class ResolvedConfigs(Sequence):
             )
             for u, m in zip(uniques.tolist(), members)
         ]
+
+    @functools.cached_property
+    def every_index(self) -> np.ndarray:
+        """``0..K-1``, read-only: one array for every caller of ``groups`` (a million
+        indices each time cost fresh memory each time)."""
+        indices = np.arange(len(self))
+        indices.flags.writeable = False
+        return indices
+
+    def seeds_of(self, members: np.ndarray) -> np.ndarray:
+        """``[len(members)]`` the seeds of ``members`` (ascending config indices, as
+        ``groups`` gives them; every config: the column itself, not a gathered copy)."""
+        return self.seed if len(members) == len(self) else self.seed[members]
 
     def hyperparams_of(self, members: np.ndarray, optimizer: Optimizer) -> dict[str, np.ndarray]:
         """``{name: [len(members)]}`` the hyperparameters of ``optimizer`` for ``members``
@@ -194,20 +207,23 @@ class ResolvedConfigs(Sequence):
     def _build_rows(self) -> ConfigRows:
         count = len(self)
         adaptive = self.adaptive
-        shapes = self.kind * 2 + adaptive if adaptive.any() else self.kind
-        used, codes = factorize(shapes)
+        if len(self.kinds) == 1 and not adaptive.any():  # one block of every config
+            used, codes, members_by = np.zeros(1, np.int64), None, [range(count)]
+        else:
+            shapes = self.kind * 2 + adaptive if adaptive.any() else self.kind
+            used, codes = factorize(shapes)
+            members_by = group_members(codes, len(used))
         shown = [str(b) if isinstance(b, BatchSchedule) else b for b in self.batch_size_values]
         sizes = np.array(shown, dtype=object if str in map(type, shown) else np.int64)
         blocks, block_sizes = [], []
-        members_by = group_members(codes, len(used))
         for shape, members in zip(used.tolist(), members_by):
-            whole = members.size == count
+            whole = len(members) == count
             kind = self.kinds[shape // 2 if adaptive.any() else shape]
 
             def pick(values, whole=whole, members=members):
                 return values if whole else values[members]
 
-            n = members.size
+            n = len(members)
             block = {"optimizer": _repeat(kind.optimizer.name, n)}
             for name, value in kind.static:
                 block[name] = _repeat(value, n)

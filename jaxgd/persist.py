@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from ._io import (
     record_output,
     remove_temporaries,
 )
+from .columns import ConfigRows
 from .distributed import is_writer
 from .errors import InputError
 from .schedules import BatchSchedule
@@ -45,6 +47,7 @@ __all__ = [
     "COMPLETE",
     "strict_json",
     "encode",
+    "encode_configs",
     "decode",
     "save_result",
     "load_result",
@@ -89,7 +92,10 @@ def strict_json(document: Any, indent: int | None = 1) -> str:
         >>> strict_json({"loss": [0.5, float("nan"), float("inf")]}, indent=None)
         '{"loss": [0.5, null, null]}'
     """
-    return json.dumps(_nulls(document), indent=indent, allow_nan=False)
+    try:  # a document with nothing to replace is written as it is, without a walk
+        return json.dumps(document, indent=indent, allow_nan=False)
+    except (TypeError, ValueError):  # NaN, ±inf or NumPy scalars: replaced, then written
+        return json.dumps(_nulls(document), indent=indent, allow_nan=False)
 
 
 def encode(value: Any) -> Any:
@@ -239,7 +245,7 @@ def save_result(result: SweepResult, folder: str | os.PathLike, overwrite: bool 
     )
     document = {
         "format": FORMAT,
-        "configs": [{k: encode(v) for k, v in row.items()} for row in result.configs],
+        "configs": encode_configs(result.configs),
         "strategy": result.strategy,
         "groups": result.groups,
         "history": list(result.history),
@@ -248,11 +254,36 @@ def save_result(result: SweepResult, folder: str | os.PathLike, overwrite: bool 
     }
     atomic_write(os.path.join(folder, "arrays.npz"), npz_bytes(arrays))
     kill_point("result")
-    atomic_write(os.path.join(folder, "result.json"), strict_json(document))
+    # (one line: JSON's C encoder writes only unindented text; a million configs'
+    # rows indented took minutes)
+    atomic_write(os.path.join(folder, "result.json"), strict_json(document, indent=None))
     kill_point("result")
     sums = {name: sha256(os.path.join(folder, name)) for name in _FILES}
     atomic_write(marker, strict_json({"format": FORMAT, "sha256": sums}))
     record_output(marker)
+
+
+def encode_configs(configs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``encode(list(configs))``: column by column for configs held as columns
+    (``ConfigRows``), row by row for a list of dicts."""
+    if isinstance(configs, ConfigRows):
+        return configs.to_dicts(_encoded_column)
+    return [{k: encode(v) for k, v in row.items()} for row in configs]
+
+
+def _encoded_column(values: np.ndarray) -> list[Any]:
+    """``[encode(v) for v in values]`` for one column: numbers pass as they are (only
+    the floats that are not finite are tagged), a constant column is encoded once."""
+    if values.dtype.kind == "i":
+        return values.tolist()
+    if values.dtype.kind == "f":
+        out = values.tolist()
+        for index in np.flatnonzero(~np.isfinite(values)).tolist():
+            out[index] = encode(out[index])
+        return out
+    if values.ndim == 1 and values.size > 1 and values.strides == (0,):  # a broadcast value
+        return [encode(values[0])] * values.size
+    return [encode(v) for v in values.tolist()]
 
 
 def _to_numpy(tree: Any) -> Any:

@@ -6,17 +6,89 @@ import csv
 import dataclasses
 import io
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ._io import atomic_write, format_table, optional_import
+from .columns import ConfigRows, python_values
 from .errors import InputError
 from .persist import is_complete, load_result, save_result, strict_json
 
-__all__ = ["SweepResult"]
+__all__ = ["SweepResult", "Deferred", "StatusNames", "GroupRecords", "names_of"]
 
 PyTree = Any
+
+
+def names_of(codes: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """``names[codes]`` as an array of strings (one fill when every code is the same)."""
+    table = np.asarray(names)
+    if codes.size and codes.min() == codes.max():
+        return np.full(codes.size, table[int(codes[0])], table.dtype)
+    return table[codes]
+
+
+class Deferred:
+    """A ``SweepResult`` field built when first read (``status``, ``groups``): what a
+    sweep of a million configs would otherwise spend on names and Python lists that
+    nobody may read. Reading the field gives the built value, as if it had been given."""
+
+    def build(self) -> Any:
+        raise NotImplementedError
+
+
+class StatusNames(Deferred):
+    """``status`` from ``[K]`` integer codes: ``names[code]`` per config."""
+
+    def __init__(self, codes: np.ndarray, names: Sequence[str]):
+        self.codes, self.names = codes, tuple(names)
+
+    def build(self) -> np.ndarray:
+        return names_of(self.codes, self.names)
+
+
+class GroupRecords(Deferred):
+    """``groups`` from records whose ``configs`` entry is still to fill, and per record
+    its config indices as an array."""
+
+    def __init__(self, records: Sequence[dict[str, Any]], members: Sequence[np.ndarray]):
+        self.records, self.members = list(records), list(members)
+
+    def build(self) -> list[dict[str, Any]]:
+        return [
+            {**record, "configs": np.asarray(members).tolist()}
+            for record, members in zip(self.records, self.members)
+        ]
+
+
+def _deferred_field(name: str, doc: str) -> property:
+    """A dataclass field stored as ``_<name>``; a ``Deferred`` value is built (once) when
+    the field is read."""
+    private = f"_{name}"
+
+    def get(self):
+        value = self.__dict__[private]
+        if isinstance(value, Deferred):
+            value = self.__dict__[private] = value.build()
+        return value
+
+    def set(self, value):
+        self.__dict__[private] = value
+
+    return property(get, set, doc=doc)
+
+
+def _shown(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as a table shows it: numbers, strings and bools as they are, else text."""
+    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.items()}
+
+
+def _shown_column(values: np.ndarray) -> list[Any]:
+    """``_shown``'s values for one column of configs."""
+    if values.dtype.kind in "if":
+        return values.tolist()
+    return [v if isinstance(v, (int, float, str, bool)) else str(v) for v in python_values(values)]
 
 
 def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +127,13 @@ class SweepResult:
         meta: how it was run: the versions of jaxgd, JAX, optax and Python, the backend
             and device kind, the sweep's settings and options, and the git commit of
             jaxgd when it runs from a checkout.
+
+    ``status`` and ``groups`` may be given as ``Deferred`` values (``jaxgd.sweep`` gives
+    ``StatusNames`` and ``GroupRecords``): each is built the first time it is read, so a
+    sweep of a million configs builds a million names or Python ints only when asked.
+    Arrays that hold one value for every config (``seconds`` of a one-program sweep, a
+    fixed ``batch_size`` or ``examples_seen`` history, ``stopped_epoch`` when none
+    stopped) may be read-only broadcast views: copy one (``np.array``) to write into it.
     """
 
     configs: list[dict[str, Any]]
@@ -74,20 +153,25 @@ class SweepResult:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        if self.status is None:
+        if self.__dict__["_status"] is None:  # (read without building a deferred one)
             self.status = np.where(np.asarray(self.diverged), "diverged", "running")
         if self.stopped_epoch is None:
             self.stopped_epoch = np.full(len(self.configs), -1, np.int64)
 
+    def _group_records(self) -> list[dict[str, Any]]:
+        """``groups``, their ``configs`` lists possibly not built (for the totals)."""
+        groups = self.__dict__["_groups"]
+        return groups.records if isinstance(groups, GroupRecords) else self.groups
+
     @property
     def total_compile_seconds(self) -> float:
         """Compile time of the whole sweep: each compiled group counted once."""
-        return float(sum(g["compile_seconds"] for g in self.groups))
+        return float(sum(g["compile_seconds"] for g in self._group_records()))
 
     @property
     def total_seconds(self) -> float:
         """Run time of the whole sweep (groups run interleaved, so their times add)."""
-        return float(sum(g["seconds"] for g in self.groups))
+        return float(sum(g["seconds"] for g in self._group_records()))
 
     def __len__(self) -> int:
         return len(self.configs)
@@ -106,13 +190,49 @@ class SweepResult:
         ``best_<metric>`` is the minimum over epochs for losses and the maximum for other
         metrics (accuracy); diverged epochs (NaN) are skipped.
         """
-        return [self._row(i, config) for i, config in enumerate(self.configs)]
+        # Built column by column (the rows ``_row`` gives, one at a time, for ``best``):
+        # a million rows cost a dict each, not a NumPy reduction each.
+        if isinstance(self.configs, ConfigRows):
+            rows = self.configs.to_dicts(_shown_column)
+        else:
+            rows = [_shown(config) for config in self.configs]
+        columns: dict[str, list[Any]] = {}
+        for name in self._metric_names():
+            values = np.asarray(self.history[name], np.float64)
+            finite = np.isfinite(values)
+            if name.endswith("loss"):
+                best = np.where(finite, values, np.inf).min(axis=1)
+            else:
+                best = np.where(finite, values, -np.inf).max(axis=1)
+            best[~finite.any(axis=1)] = np.nan
+            columns[f"final_{name}"] = values[:, -1].tolist()
+            columns[f"best_{name}"] = best.tolist()
+        for name, dtype in (
+            ("updates", np.int64),
+            ("examples_seen", np.int64),
+            ("diverged", bool),
+            ("diverged_step", np.int64),
+            ("status", str),
+            ("stopped_epoch", np.int64),
+            ("seconds", np.float64),
+            ("compile_seconds", np.float64),
+        ):
+            columns[name] = np.asarray(getattr(self, name)).astype(dtype).tolist()
+        names = list(columns)
+        for row, values in zip(rows, zip(*columns.values())):
+            row.update(zip(names, values))
+        return rows
+
+    def _config_dicts(self) -> list[dict[str, Any]]:
+        """The configs as a list of dicts (configs held as columns: built column by
+        column, each once)."""
+        if isinstance(self.configs, ConfigRows):
+            return self.configs.to_dicts()
+        return list(self.configs)
 
     def _row(self, i: int, config: dict[str, Any]) -> dict[str, Any]:
         """Config ``i``'s row of ``table()``."""
-        row = {
-            k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.items()
-        }
+        row = _shown(config)
         for name in self._metric_names():
             values = self.history[name][i]
             row[f"final_{name}"] = float(values[-1])
@@ -175,7 +295,7 @@ class SweepResult:
                 candidates = []
         else:
             groups: dict[Any, list[int]] = {}
-            for index, config in enumerate(self.configs):
+            for index, config in enumerate(self._config_dicts()):
                 groups.setdefault(repr(sorted(_without_seed(config).items())), []).append(index)
             candidates = [
                 (m, float(np.mean(final[m]))) for m in groups.values() if eligible[m].all()
@@ -197,18 +317,24 @@ class SweepResult:
 
     def to_csv(self, path: str | os.PathLike) -> None:
         rows = self.table()
-        columns = list(dict.fromkeys(k for row in rows for k in row))
+        orders = {tuple(row) for row in rows}
         lines = io.StringIO()
-        writer = csv.DictWriter(lines, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+        if len(orders) == 1:  # every row has the same columns: written as they come
+            writer = csv.writer(lines)
+            writer.writerow(next(iter(orders)))
+            writer.writerows(row.values() for row in rows)
+        else:
+            columns = list(dict.fromkeys(k for row in rows for k in row))
+            writer = csv.DictWriter(lines, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
         atomic_write(path, lines.getvalue())
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Rows and histories as strictly valid JSON: NaN and ±inf are written as null
         (JSON has no such tokens; ``save`` keeps them exactly)."""
         document = {"rows": self.table(), "history": self.history_lists()}
-        atomic_write(path, strict_json(document))
+        atomic_write(path, strict_json(document, indent=None))  # (one line: the C encoder)
 
     def history_lists(self) -> dict[str, list[list[float]]]:
         return {name: np.asarray(v, np.float64).tolist() for name, v in self.history.items()}
@@ -266,9 +392,10 @@ class SweepResult:
         """
         pandas = optional_import("pandas", extra="pandas", feature="SweepResult.history_frame()")
         count, epochs = len(self.configs), self.epochs
+        configs = self._config_dicts()  # each built once, not once per key
         columns: dict[str, Any] = {"config": np.repeat(np.arange(count), epochs)}
-        for key in dict.fromkeys(k for c in self.configs for k in c):
-            values = [c.get(key) for c in self.configs]
+        for key in dict.fromkeys(k for c in configs for k in c):
+            values = [c.get(key) for c in configs]
             if not all(isinstance(v, (int, float, str, bool)) for v in values):
                 values = [None if v is None else str(v) for v in values]
             columns[key] = np.repeat(np.asarray(values, dtype=object), epochs)
@@ -294,3 +421,9 @@ class SweepResult:
             hidden = ("diverged", "diverged_step", "stopped_epoch", "compile_seconds")
             columns = [c for c in columns if c not in hidden]
         return format_table(rows, columns, max_rows)
+
+
+# ``status`` and ``groups`` may be given as ``Deferred`` (``jaxgd.sweep`` does): built on
+# first read. Set after the class is made, so the dataclass keeps them as fields.
+SweepResult.status = _deferred_field("status", "``[config]`` status names (see the class).")
+SweepResult.groups = _deferred_field("groups", "One record per compiled program (see the class).")

@@ -31,15 +31,15 @@ from .core.memory import (
     default_budget,
     plan_slices,
 )
-from .core.state import DEFAULT_DIVERGENCE, DIVERGED
+from .core.state import DEFAULT_DIVERGENCE, DIVERGED, STATUS_NAMES
 from .core.step import GradientNoise, measurement_probes
 from .data import HostData, as_dataset, example_of, num_examples, split
 from .errors import InputError
 from .optimizers import Optimizer
 from .options import SweepOptions
-from .persist import encode, run_meta, strict_json
+from .persist import encode, encode_configs, run_meta, strict_json
 from .problem import Problem
-from .results import SweepResult
+from .results import GroupRecords, StatusNames, SweepResult
 from .run.checkpoint import Checkpointer
 from .run.loop import LoopResult, run_loop
 from .run.report import Callback
@@ -276,7 +276,7 @@ def sweep(
         checkpoint = _checkpointer(checkpoint_dir, resume, overwrite, options)
         if checkpoint is not None:
             checkpoint.fingerprint = _fingerprint(
-                configs=list(configs.rows),
+                configs=Encoded(encode_configs(configs.rows)),
                 problem=problem.name,
                 data=_data_digest(train, evals),
                 strategy=strategy,
@@ -310,12 +310,15 @@ def sweep(
             checkpoint.close()
         parts.append((members, loop))
     loop = parts[0][1] if len(parts) == 1 else _merge(parts, len(configs))
-    seconds = np.zeros(len(configs))
-    compile_seconds = np.zeros(len(configs))
-    groups = loop.groups
-    for group, members in zip(groups, loop.group_members):
-        seconds[members] += group["seconds"]
-        compile_seconds[members] += group["compile_seconds"]
+    if len(loop.groups) == 1:  # one program of every config: one time each, as views
+        seconds = np.broadcast_to(float(loop.groups[0]["seconds"]), (len(configs),))
+        compile_seconds = np.broadcast_to(float(loop.groups[0]["compile_seconds"]), (len(configs),))
+    else:
+        seconds = np.zeros(len(configs))
+        compile_seconds = np.zeros(len(configs))
+        for group, members in zip(loop.groups, loop.group_members):
+            seconds[members] += group["seconds"]
+            compile_seconds[members] += group["compile_seconds"]
     meta = run_meta(
         {
             "epochs": epochs,
@@ -336,18 +339,24 @@ def sweep(
         configs=configs.rows.with_cache(),
         history=loop.history,
         updates=loop.updates,
-        examples_seen=loop.history["examples_seen"][:, -1].copy(),
+        examples_seen=_last_epoch(loop.history["examples_seen"]),
         diverged=loop.status_codes == DIVERGED,
         diverged_step=loop.diverged_at,
-        status=loop.status,
+        status=StatusNames(loop.status_codes, STATUS_NAMES),
         stopped_epoch=loop.stopped_epoch,
         seconds=seconds,
         compile_seconds=compile_seconds,
         params=loop.params,
         strategy=strategy,
-        groups=groups,
+        groups=GroupRecords(loop.groups, loop.group_members),
         compiled=[e for program in loop.programs for e in program.executables],
     )
+
+
+def _last_epoch(values: np.ndarray) -> np.ndarray:
+    """``values[:, -1]``: a copy, or a read-only view of a read-only view (one value for
+    every config)."""
+    return values[:, -1] if not values.flags.writeable else values[:, -1].copy()
 
 
 def _checkpointer(checkpoint_dir, resume, overwrite, options) -> Checkpointer | None:
@@ -376,10 +385,21 @@ def _checkpointer(checkpoint_dir, resume, overwrite, options) -> Checkpointer | 
     )
 
 
+class Encoded:
+    """A part of a fingerprint already ``encode``d (the configs, column by column)."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 def _fingerprint(**parts: Any) -> dict[str, str]:
     """Each part of what determines a sweep's results, as a short digest."""
     return {
-        name: hashlib.sha256(strict_json(encode(value), indent=None).encode()).hexdigest()[:16]
+        name: hashlib.sha256(
+            strict_json(
+                value.value if isinstance(value, Encoded) else encode(value), indent=None
+            ).encode()
+        ).hexdigest()[:16]
         for name, value in parts.items()
     }
 
@@ -400,7 +420,7 @@ def _data_digest(train: PyTree, evals: dict[str, PyTree]) -> str:
 def _examples_per_epoch(sizes: np.ndarray, num_train: int, drop_last: bool) -> np.ndarray:
     """``[K, epochs]`` examples each config trains on in each epoch."""
     if not drop_last:
-        return np.full(sizes.shape, num_train, np.int64)
+        return np.broadcast_to(np.int64(num_train), sizes.shape)  # read-only, no copy
     return num_train // sizes * sizes
 
 
@@ -414,8 +434,7 @@ def _block_rule(config_block, configs, problem, train):
     measured = footprint(problem, example) if backend == "cpu" else None
 
     def block_for(members, batch_size):
-        seeds = configs.seed if len(members) == len(configs) else configs.seed[members]
-        per_seed = most_repeated(seeds)
+        per_seed = most_repeated(configs.seeds_of(members))
         return default_config_block(batch_size, per_seed, backend, measured)
 
     return block_for
@@ -431,14 +450,22 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement, pro
     example = example_of(train)
     eval_examples = max((num_examples(e) for e in evals.values()), default=0)
     programs = configs.groups()  # (optimizer, batch size or schedule, members)
-    groups = np.zeros(len(configs), np.int64)  # each config's program
-    per_config = np.zeros(len(configs), np.int64)
-    for index, (optimizer, size, members) in enumerate(programs):
+    needs = []  # bytes per config of each program
+    for optimizer, size, _ in programs:
         largest = max(size.per_epoch(epochs)) if isinstance(size, BatchSchedule) else size
-        groups[members] = index
-        per_config[members] = config_bytes(
-            problem, optimizer, example, largest, options.eval_batch_size, eval_examples
+        needs.append(
+            config_bytes(
+                problem, optimizer, example, largest, options.eval_batch_size, eval_examples
+            )
         )
+    if len(programs) == 1:  # one value each: read-only views, no memory per config
+        groups = np.broadcast_to(np.int64(0), (len(configs),))
+        per_config = np.broadcast_to(np.int64(needs[0]), (len(configs),))
+    else:
+        groups = np.empty(len(configs), np.int64)  # each config's program
+        per_config = np.empty(len(configs), np.int64)
+        for index, (_, _, members) in enumerate(programs):
+            groups[members], per_config[members] = index, needs[index]
     data_bytes = _device_data_bytes(train, evals, configs, epochs, GradientNoise() in probes)
     return plan_slices(
         per_config, data_bytes, budget, placement.count, source, groups=groups, seeds=configs.seed
@@ -500,7 +527,6 @@ def _merge(parts, count: int) -> LoopResult:
 
     return LoopResult(
         history={name: gather(lambda p, n=name: p.history[n]) for name in parts[0][1].history},
-        status=gather(lambda p: p.status),
         status_codes=gather(lambda p: p.status_codes),
         stopped_epoch=gather(lambda p: p.stopped_epoch),
         updates=gather(lambda p: p.updates),
@@ -508,11 +534,7 @@ def _merge(parts, count: int) -> LoopResult:
         params=gather(lambda p: p.params),
         programs=[program for _, part in parts for program in part.programs],
         report=parts[-1][1].report,
-        groups=[
-            {**group, "configs": _active(members, indices).tolist()}
-            for members, part in parts
-            for group, indices in zip(part.groups, part.group_members)
-        ],
+        groups=[group for _, part in parts for group in part.groups],
         group_members=[
             _active(members, indices) for members, part in parts for indices in part.group_members
         ],

@@ -21,7 +21,7 @@ from .configs import ResolvedConfigs, scalar
 from .data import HostData
 from .errors import InputError
 from .optimizers import in_interval
-from .problem import Problem
+from .problem import Problem, param_shapes
 
 __all__ = [
     "MAX_SEED",
@@ -187,7 +187,7 @@ def check_contract(problem: Problem, datasets: Mapping[str, PyTree]) -> None:
     """Trace ``init`` and ``loss`` / ``metrics`` on one example of each dataset with
     ``jax.eval_shape``: parameters floating, the loss one scalar, metrics scalars."""
     try:
-        params = jax.eval_shape(problem.init, jax.random.key(0))
+        params = param_shapes(problem)
     except Exception as error:
         raise InputError(
             f"problem.init(key) failed when traced: {_first_line(error)}; init must take a "

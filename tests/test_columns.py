@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxgd
-from jaxgd.columns import ConfigRows, factorize, group_members, most_repeated
+from jaxgd.columns import ConfigRows, factorize, group_members, most_repeated, value_counts
 
 RNG = np.random.default_rng(0)
 
@@ -26,6 +26,7 @@ def reference_factorize(values):
     "values",
     [
         RNG.integers(0, 5, 200),  # small range: radix codes
+        RNG.integers(-3, 3, 100),  # small range below zero
         RNG.integers(-(10**9), 10**9, 50).repeat(3),  # wide range: np.unique
         RNG.choice([0.1, 0.01, 1e-3, np.inf], 100),
         np.array(["sgd", "adam", "sgd", "rmsprop", "adam"], dtype=object),
@@ -33,7 +34,16 @@ def reference_factorize(values):
         np.full(7, 4),
         np.zeros(0, np.int64),
     ],
-    ids=["small-ints", "wide-ints", "floats", "strings", "unhashable", "one-value", "empty"],
+    ids=[
+        "small-ints",
+        "negative-ints",
+        "wide-ints",
+        "floats",
+        "strings",
+        "unhashable",
+        "one-value",
+        "empty",
+    ],
 )
 def test_factorize_is_first_appearance_order(values):
     uniques, codes = factorize(values)
@@ -46,6 +56,7 @@ def test_factorize_is_first_appearance_order(values):
             assert indices.tolist() == [i for i, c in enumerate(expected_codes) if c == code]
         counts = collections.Counter(values.tolist() if values.dtype != object else expected_codes)
         assert most_repeated(values) == max(counts.values())
+        assert sorted(value_counts(values).tolist()) == sorted(counts.values())
 
 
 def test_group_members_with_many_codes():

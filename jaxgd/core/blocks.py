@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.extend
 
-from ..problem import Problem
+from ..problem import Problem, param_shapes
 
 __all__ = ["Footprint", "footprint", "default_config_block", "vmap_configs"]
 
@@ -85,7 +85,7 @@ def footprint(problem: Problem, example: PyTree) -> Footprint:
 
     ``example`` is one example without the batch axis; arrays or ``ShapeDtypeStruct``.
     """
-    params = jax.eval_shape(problem.init, jax.random.key(0))
+    params = param_shapes(problem)
     jaxpr = jax.make_jaxpr(problem.loss)(params, example).jaxpr
     dependent = set(jaxpr.invars[len(jax.tree.leaves(params)) :])
     activations = 0

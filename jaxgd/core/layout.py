@@ -161,7 +161,7 @@ class SeedLayout:
 
     Attributes:
         unique_seeds: ``[U]`` the seeds of the rows, in order of first appearance.
-        slots: ``[U, M]`` the config position held by each slot.
+        slots: ``[U, M]`` the config position held by each slot; shape: ``(U, M)``.
         rows, cols: ``[K_p]`` the slot that holds each config (the first, if repeated).
     """
 
@@ -176,18 +176,18 @@ class SeedLayout:
             starts = np.concatenate([[0], np.flatnonzero(seeds[1:] != seeds[:-1]) + 1])
             counts = np.diff(np.append(starts, seeds.size))
             unique = seeds[starts]
-            self.rows = np.repeat(np.arange(starts.size), counts)
-            self.cols = np.arange(seeds.size) - np.repeat(starts, counts)
+            self._rows = self._cols = None  # built when first asked for (``rows``)
         else:
-            unique, self.rows = factorize(seeds)  # rows in order of first appearance
-            members = group_members(self.rows, unique.size)  # each row's configs, in order
+            unique, self._rows = factorize(seeds)  # rows in order of first appearance
+            members = group_members(self._rows, unique.size)  # each row's configs, in order
             counts = np.array([m.size for m in members], np.int64)
             starts = np.array([m[0] for m in members], np.int64)
-            self.cols = np.empty(seeds.size, np.int64)
+            self._cols = np.empty(seeds.size, np.int64)
             ordered = np.concatenate(members)
-            self.cols[ordered] = np.arange(seeds.size) - np.repeat(
+            self._cols[ordered] = np.arange(seeds.size) - np.repeat(
                 np.cumsum(counts) - counts, counts
             )
+        self._starts, self._counts = starts, counts
         most = int(counts.max())
         width = most if width is None else width
         if width < most:
@@ -199,12 +199,31 @@ class SeedLayout:
         self.in_order = bool(
             (counts == width).all() and (starts == np.arange(0, seeds.size, width)).all()
         )
-        if self.in_order:
-            self.slots = np.arange(seeds.size).reshape(-1, width)
-        else:
+        self.shape = (unique.size, width)
+        self._slots = None
+        if not self.in_order:
             # spare slots repeat their row's first config
-            self.slots = np.repeat(starts[:, None], width, 1)
-            self.slots[self.rows, self.cols] = np.arange(seeds.size)
+            self._slots = np.repeat(starts[:, None], width, 1)
+            self._slots[self.rows, self.cols] = np.arange(seeds.size)
+
+    # In order, a million configs' positions are arange(K) reshaped: built only if asked.
+    @property
+    def slots(self) -> np.ndarray:
+        if self._slots is None:
+            self._slots = np.arange(math.prod(self.shape)).reshape(self.shape)
+        return self._slots
+
+    @property
+    def rows(self) -> np.ndarray:
+        if self._rows is None:
+            self._rows = np.repeat(np.arange(self._starts.size), self._counts)
+        return self._rows
+
+    @property
+    def cols(self) -> np.ndarray:
+        if self._cols is None:
+            self._cols = np.arange(self._counts.sum()) - np.repeat(self._starts, self._counts)
+        return self._cols
 
     def grid(self, values: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
         """Per-config scalars ``{name: [K_p]}`` as ``{name: [U, M]}`` device arrays."""
@@ -227,9 +246,7 @@ class SeedLayout:
     def to_slots(self, per_config: Any) -> Any:
         """``[K_p, ...]`` (array or pytree of arrays) to ``[U, M, ...]``."""
         if self.in_order:
-            return jax.tree.map(
-                lambda leaf: leaf.reshape(self.slots.shape + leaf.shape[1:]), per_config
-            )
+            return jax.tree.map(lambda leaf: leaf.reshape(self.shape + leaf.shape[1:]), per_config)
         return jax.tree.map(lambda leaf: leaf[self.slots], per_config)
 
     def unpack(self, slotted: Any, axis: int = 0) -> Any:

@@ -24,7 +24,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from ..columns import factorize, group_members, value_counts
 from ..errors import InputError
+from ..problem import param_shapes
 from .blocks import footprint
 
 __all__ = ["MemoryPlan", "compiled_bytes", "config_bytes", "default_budget", "plan_slices"]
@@ -45,7 +47,7 @@ def config_bytes(
     problem, optimizer, example: PyTree, batch_size: int, eval_batch_size: int, eval_examples: int
 ) -> int:
     """Bytes one config needs on its device (module docstring's formula)."""
-    params = jax.eval_shape(problem.init, jax.random.key(0))
+    params = param_shapes(problem)
     placeholder = dict.fromkeys(optimizer.hyperparameter_names, 1.0)  # shapes only
     opt_state = jax.eval_shape(optimizer.transformation(**placeholder).init, params)
     params_bytes, state_bytes = _bytes(params), _bytes(opt_state)
@@ -126,13 +128,19 @@ def _round_up(value: int, multiple: int) -> int:
 
 def _slot_bytes(groups: np.ndarray, seeds: np.ndarray, per_config: np.ndarray, devices: int):
     """Bytes per device of the slots all configs take at once: per group, seeds x the
-    widest seed's configs (rounded up to the devices) x its bytes per config."""
+    widest seed's configs (rounded up to the devices) x its bytes per config (counted,
+    not sorted: a million configs cost a few array passes)."""
+    if groups.size and (groups == groups[0]).all():  # one group: no gathers
+        parts = [(seeds, per_config)]
+    else:
+        uniques, codes = factorize(groups)
+        members_by = group_members(codes, uniques.size)
+        parts = [(seeds[members], per_config[members]) for members in members_by]
     total = 0
-    for group in np.unique(groups):
-        members = np.flatnonzero(groups == group)
-        rows = _seed_rows(members, seeds)
-        width = _round_up(max(r.size for r in rows), devices)
-        total += len(rows) * (width // devices) * int(per_config[members].max())
+    for group_seeds, group_bytes in parts:
+        counts = value_counts(group_seeds)
+        width = _round_up(int(counts.max()), devices)
+        total += counts.size * (width // devices) * int(group_bytes.max())
     return total
 
 

@@ -22,11 +22,12 @@ import numpy as np
 from .._io import kill_point
 from ..core.compile import mean_compile_seconds
 from ..core.state import RUNNING, STATUS_NAMES, STOPPED
+from ..results import names_of
 from ..strategies.base import Final, Program
 from .checkpoint import Checkpointer
 from .report import Callback, ChunkReport
 
-__all__ = ["LoopResult", "run_loop", "group_record"]
+__all__ = ["LoopResult", "run_loop", "group_record", "status_names"]
 
 PyTree = Any
 
@@ -41,8 +42,6 @@ COUNTERS = ("updates", "batch_size", "status")
 # running for a 1.15 s compile, and its rounding moved the best val_loss by 4.5%.
 REBUILD_MARGIN = 2.0
 
-_STATUS = np.asarray(STATUS_NAMES)  # status codes to names, one array lookup
-
 
 @dataclasses.dataclass
 class LoopResult:
@@ -50,21 +49,21 @@ class LoopResult:
 
     Attributes:
         history: ``{metric: [K, epochs]}``, examples_seen included.
-        status: ``[K]`` names; ``stopped_epoch`` ``[K]`` (-1: not stopped).
+        status_codes: ``[K]`` int8 ``core.state`` codes (0 running, 1 diverged,
+            2 stopped; ``status_names`` gives the names); ``stopped_epoch`` ``[K]`` (-1:
+            not stopped).
         updates, diverged_at: ``[K]``; params: ``[K, ...]`` leaves, if asked for.
         programs: every program that ran, rebuilt ones included, in the order built
             (since the resume, if the sweep resumed).
-        groups: ``group_record`` of every program, in the order built (before a resume
-            too).
-        report: the last report.
-        group_members: per group, its config indices as an array (``groups``' lists,
-            without converting a million Python ints back).
-        status_codes: ``[K]`` the status as ``core.state`` codes (0 running, 1 diverged,
-            2 stopped), for comparisons without strings.
+        groups: per program, in the order built (before a resume too), its
+            ``group_record`` without ``configs``: those are ``group_members``, arrays of
+            config indices (a million Python ints are built only if a result's
+            ``groups`` is read).
+        report: the last report (None without callbacks or checkpoints: nobody reads it).
     """
 
     history: dict[str, np.ndarray]
-    status: np.ndarray
+    status_codes: np.ndarray
     stopped_epoch: np.ndarray
     updates: np.ndarray
     diverged_at: np.ndarray
@@ -73,23 +72,38 @@ class LoopResult:
     report: ChunkReport | None
     groups: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     group_members: list[np.ndarray] = dataclasses.field(default_factory=list)
-    status_codes: np.ndarray | None = None
 
 
 class _Run:
     """The loop's bookkeeping: history in config order, stops, finals of retired configs."""
 
     def __init__(
-        self, programs, *, epochs, epochs_per_chunk, configs, examples_per_epoch, batch_sizes, start
+        self,
+        programs,
+        *,
+        epochs,
+        epochs_per_chunk,
+        configs,
+        examples_per_epoch,
+        batch_sizes,
+        start,
+        reports=True,
     ):
         self.count, self.epochs = len(configs), epochs
         self.configs = configs
         self.examples_per_epoch = np.asarray(examples_per_epoch, np.int64)
-        self.history: dict[str, np.ndarray] = {
-            "batch_size": np.asarray(batch_sizes, np.float64).copy()
-        }
+        # Without reports nobody reads the counters as floats (NaN for "not yet"): they
+        # are kept as the result's integers, and the status history is not kept at all.
+        self.reports = reports
+        if reports:
+            sizes = np.array(batch_sizes, np.float64)
+        else:  # (a read-only view when every config has one batch size: kept, no copy)
+            sizes = np.asarray(batch_sizes, np.int64)
+            sizes = sizes if not sizes.flags.writeable else sizes.copy()
+        self.history: dict[str, np.ndarray] = {"batch_size": sizes}
         self.stopped = np.zeros(self.count, bool)
-        self.stopped_epoch = np.full(self.count, -1, np.int64)
+        # -1 each, a read-only view until a config stops (``stop``)
+        self.stopped_epoch = np.broadcast_to(np.int64(-1), (self.count,))
         self.finals: list[tuple[np.ndarray, Final]] = []
         self.live = list(programs)
         self.start = start
@@ -100,40 +114,76 @@ class _Run:
         self.declined: dict[Program, int] = {}
         # each program's planned ancestor and its members' positions there: how a
         # resumed sweep rebuilds the same program (``restore``)
-        self.origin: dict[Program, tuple[int, np.ndarray]] = {
-            program: (i, np.arange(program.members.size)) for i, program in enumerate(programs)
+        # (None: all of them, in order)
+        self.origin: dict[Program, tuple[int, np.ndarray | None]] = {
+            program: (i, None) for i, program in enumerate(programs)
         }
         # in build order: programs, and the groups of those that ran before a resume
         # and were gone by then (``group_record``)
         self.built: list[Program | dict[str, Any]] = list(programs)
+        self.whole: dict[Program, bool] = {}
 
     def record(self, program: Program, first: int, metrics) -> None:
         values = program.unpack(metrics)
         span = slice(first, first + next(iter(values.values())).shape[1])
         members = program.members
-        if _every_config(members, self.count):
+        whole = self.covers_all(program)
+        if whole:
             members = slice(None)  # assigned without a scatter
         was_stopped = self.stopped[members] if self.stopped.any() else None
         for name, value in values.items():
-            if name not in self.history:
-                self.history[name] = np.full((self.count, self.epochs), np.nan)
+            if name == "status" and not self.reports:
+                continue  # (the result's status comes from the programs' final states)
             if was_stopped is not None and name not in COUNTERS:
                 value = value.astype(np.float64)
                 value[was_stopped] = np.nan
+            integer = name in COUNTERS and not self.reports and value.dtype.kind in "iu"
+            if name not in self.history and whole and span == slice(0, self.epochs):
+                # every config, every epoch: the history is this chunk's (converted once)
+                self.history[name] = np.array(value, np.int64 if integer else np.float64)
+                continue
+            if name not in self.history:
+                self.history[name] = np.full((self.count, self.epochs), np.nan)
+            elif self.history[name].dtype.kind == "i" and not integer:
+                self.history[name] = self.history[name].astype(np.float64)
+            elif not self.history[name].flags.writeable:  # a view of the plan: copied now
+                self.history[name] = np.array(self.history[name])
             self.history[name][members, span] = value
 
-    def report(self, epochs_done: int) -> ChunkReport:
+    def settle(self, epochs_done: int) -> None:
+        """The history complete through ``epochs_done``: the counters of configs retired
+        with a rebuilt program carried on."""
         self.epochs_done = epochs_done
         done = slice(0, epochs_done)
-        for name in COUNTERS:  # configs retired with a rebuilt program: carry counters on
+        for name in COUNTERS:
             if name in self.history and np.isnan(self.history[name][:, done]).any():
                 self.history[name][:, done] = _forward_fill(self.history[name][:, done])
+
+    def covers_all(self, program: Program) -> bool:
+        """Whether the program trains every config, in order (checked once a program)."""
+        if program not in self.whole:
+            self.whole[program] = _every_config(program.members, self.count)
+        return self.whole[program]
+
+    def stopped_of(self, program: Program) -> np.ndarray:
+        """``[K_p]`` whether each of the program's configs has stopped (a copy: the
+        device may read it after the host has stopped more)."""
+        if self.covers_all(program):
+            return self.stopped.copy()  # (bytes, not a gather through a million indices)
+        return self.stopped[program.members]
+
+    def positions_in_root(self, program: Program) -> tuple[int, np.ndarray]:
+        """``(planned ancestor, positions of the program's members in its members)``."""
+        root, positions = self.origin[program]
+        return root, np.arange(program.members.size) if positions is None else positions
+
+    def report(self, epochs_done: int) -> ChunkReport:
+        self.settle(epochs_done)
+        done = slice(0, epochs_done)
         codes = np.nan_to_num(self.history["status"][:, epochs_done - 1], nan=STOPPED)
         codes[self.stopped] = STOPPED
-        codes = codes.astype(np.int8)
-        status = _status_names(codes)
-        self.last_status = (codes, status)  # the result reuses the names if they hold
-        seen = np.cumsum(self.examples_per_epoch[:, done], axis=1)
+        status = status_names(codes.astype(np.int8))
+        seen = _cumulative(self.examples_per_epoch[:, done])
         examples_seen = seen[:, -1]
         if self.stopped.any():
             trained = np.where(self.stopped, self.stopped_epoch, epochs_done)
@@ -158,6 +208,8 @@ class _Run:
 
     def stop(self, keep: np.ndarray, report: ChunkReport) -> None:
         newly = (report.status == STATUS_NAMES[RUNNING]) & ~keep
+        if not self.stopped_epoch.flags.writeable:
+            self.stopped_epoch = np.array(self.stopped_epoch)
         self.stopped_epoch[newly] = report.epochs_done
         self.stopped |= newly
 
@@ -183,7 +235,7 @@ class _Run:
             self.finals.append((program.members[dropped], _take(final, dropped)))
             if rebuilt is not None:
                 rebuilt.compile(on_compile)
-                root, positions = self.origin[program]
+                root, positions = self.positions_in_root(program)
                 self.origin[rebuilt] = (root, positions[alive])
                 self.chunks_run[rebuilt] = 0
                 live.append(rebuilt)
@@ -195,7 +247,8 @@ class _Run:
         the finals of retired configs, every live program's state and how to rebuild it,
         the callbacks' state. What a checkpoint holds (``Checkpointer.save``)."""
         arrays = {f"history/{name}": values for name, values in self.history.items()}
-        arrays["stopped"], arrays["stopped_epoch"] = self.stopped, self.stopped_epoch
+        arrays["stopped"] = self.stopped
+        arrays["stopped_epoch"] = np.ascontiguousarray(self.stopped_epoch)
         for name in Final._fields:
             parts = [getattr(final, name) for _, final in self.finals]
             if name == "params":
@@ -209,7 +262,7 @@ class _Run:
         )
         programs = []
         for p, program in enumerate(self.live):
-            root, positions = self.origin[program]
+            root, positions = self.positions_in_root(program)
             arrays[f"programs/{p}/positions"] = positions
             for name, value in program.state_dict().items():
                 arrays[f"programs/{p}/state/{name}"] = value
@@ -319,13 +372,14 @@ class _Run:
         return program.run_seconds / chunks * left * saved > REBUILD_MARGIN * compile_seconds
 
 
-def group_record(program: Program | dict[str, Any]) -> dict[str, Any]:
-    """What ``SweepResult.groups`` says of a program (a record already: itself)."""
+def group_record(program: Program | dict[str, Any], configs: bool = True) -> dict[str, Any]:
+    """What ``SweepResult.groups`` says of a program (a record already: itself); without
+    ``configs``, its ``configs`` entry is None (its members stay an array)."""
     if isinstance(program, dict):
         return program
     return {
         "program": program.label,
-        "configs": program.members.tolist(),
+        "configs": program.members.tolist() if configs else None,
         "slots": program.slot_count,
         "compile_seconds": program.compile_seconds,
         "seconds": program.run_seconds,
@@ -344,11 +398,17 @@ def _every_config(members: np.ndarray, count: int) -> bool:
     )
 
 
-def _status_names(codes: np.ndarray) -> np.ndarray:
+def status_names(codes: np.ndarray) -> np.ndarray:
     """Status codes as names (one fill when every config has the same status)."""
-    if codes.size and codes.min() == codes.max():
-        return np.full(codes.size, STATUS_NAMES[int(codes[0])], _STATUS.dtype)
-    return _STATUS[codes]
+    return names_of(codes, STATUS_NAMES)
+
+
+def _cumulative(per_epoch: np.ndarray) -> np.ndarray:
+    """``np.cumsum(per_epoch, axis=1)`` (a new array); one epoch is a copy (a cumsum
+    along a row of one loops once per config)."""
+    if per_epoch.shape[1] == 1:
+        return per_epoch.copy()
+    return np.cumsum(per_epoch, axis=1)
 
 
 def _forward_fill(values: np.ndarray) -> np.ndarray:
@@ -413,6 +473,9 @@ def run_loop(
             ``resume``, the loop continues from its latest good checkpoint.
     """
     start = time.perf_counter() if start is None else start
+    # Reports are built for callbacks and checkpoints only (at a million configs a
+    # report is a copy of every history and a name per config).
+    reports = bool(callbacks) or checkpoint is not None
     run = _Run(
         programs,
         epochs=epochs,
@@ -421,6 +484,7 @@ def run_loop(
         examples_per_epoch=examples_per_epoch,
         batch_sizes=batch_sizes,
         start=start,
+        reports=reports,
     )
 
     def on_compile(label, seconds):
@@ -450,22 +514,22 @@ def run_loop(
         overlap = checkpoint is None and not any(c.stops_configs for c in callbacks)
         pending: list[tuple[Program, int, Any]] = []
         for first in range(begin, epochs, epochs_per_chunk):
-            dispatched = [(p, first, p.run_chunk(first, run.stopped[p.members])) for p in run.live]
+            dispatched = [(p, first, p.run_chunk(first, run.stopped_of(p))) for p in run.live]
             for program in run.live:
                 run.chunks_run[program] += 1
             kill_point("chunk")
             if overlap and first:
-                report = _read(run, pending, callbacks, first)
+                report = _read(run, pending, callbacks, first, reports)
             pending = dispatched
             if not overlap:
-                report = _read(run, pending, callbacks, first + epochs_per_chunk)
+                report = _read(run, pending, callbacks, first + epochs_per_chunk, reports)
                 pending = []
                 if rebuild and first + epochs_per_chunk < epochs:
                     run.rebuild(train, evals, on_compile, return_params, rebuild)
                 if checkpoint is not None and checkpoint.due(report.epochs_done, epochs):
                     checkpoint.save(report.epochs_done, *run.state_dict(callbacks))
         if pending:
-            report = _read(run, pending, callbacks, epochs)
+            report = _read(run, pending, callbacks, epochs, reports)
         for program in run.live:
             run.finals.append((program.members, program.final(return_params)))
     except BaseException as error:
@@ -477,9 +541,12 @@ def run_loop(
     return _assemble(run, report, epochs)
 
 
-def _read(run: _Run, pending, callbacks, epochs_done: int) -> ChunkReport:
+def _read(run: _Run, pending, callbacks, epochs_done: int, reports: bool) -> ChunkReport | None:
     for program, first, metrics in pending:
         run.record(program, first, metrics)
+    if not reports:
+        run.settle(epochs_done)
+        return None
     report = run.report(epochs_done)
     keep = np.ones(run.count, bool)
     for callback in callbacks:
@@ -498,11 +565,18 @@ def _read(run: _Run, pending, callbacks, epochs_done: int) -> ChunkReport:
 
 def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
     count = run.count
-    updates = np.zeros(count, np.int64)
-    codes = np.zeros(count, np.int64)
-    diverged_at = np.full(count, -1, np.int64)
     params = None
-    for members, final in run.finals:
+    finals = run.finals
+    if len(finals) == 1 and finals[0][1].params is None and _every_config(finals[0][0], count):
+        final = finals[0][1]  # one program of every config: its counters, converted once
+        updates, codes = np.array(final.updates, np.int64), np.array(final.status, np.int8)
+        diverged_at = np.array(final.diverged_at, np.int64)
+        finals = []
+    else:
+        updates = np.zeros(count, np.int64)
+        codes = np.zeros(count, np.int8)
+        diverged_at = np.full(count, -1, np.int64)
+    for members, final in finals:
         if _every_config(members, count):
             members = slice(None)  # one program of every config: no scatter
         updates[members] = final.updates
@@ -515,40 +589,39 @@ def _assemble(run: _Run, report: ChunkReport | None, epochs: int) -> LoopResult:
                 )
             for out, leaf in zip(jax.tree.leaves(params), jax.tree.leaves(final.params)):
                 out[members] = leaf
-    history = dict(report.history) if report is not None else {}
+    # the run is over: its arrays are handed over, not copied
+    history = {name: values for name, values in run.history.items() if name != "status"}
     per_epoch = run.examples_per_epoch
     if run.stopped.any():
         trained = np.where(run.stopped, run.stopped_epoch, epochs)
         per_epoch = np.where(np.arange(epochs) < trained[:, None], per_epoch, 0)
-    history["examples_seen"] = np.cumsum(per_epoch, axis=1)
+    if per_epoch.ndim == 2 and per_epoch.strides[0] == 0:  # one row for every config
+        seen = np.broadcast_to(_cumulative(per_epoch[:1]), per_epoch.shape)  # a view
+    else:
+        seen = _cumulative(per_epoch)
+    history["examples_seen"] = seen
     for name in ("updates", "batch_size"):
         values = history[name]
-        history[name] = (np.nan_to_num(values) if np.isnan(values).any() else values).astype(
-            np.int64
-        )
+        if values.dtype.kind == "f" and np.isnan(values).any():
+            values = np.nan_to_num(values)
+        history[name] = values.astype(np.int64, copy=False)
     # A config stopped just before its program was rebuilt left before the device saw
     # the stop: the host's record is the one that holds.
-    codes[run.stopped] = STOPPED
-    codes = codes.astype(np.int8)
-    last = getattr(run, "last_status", None)
-    if report is not None and last is not None and report.status is last[1]:
-        same = np.array_equal(codes, last[0])
-        status = report.status if same else _status_names(codes)
-    else:
-        status = _status_names(codes)
+    if run.stopped.any():
+        codes[run.stopped] = STOPPED
+    groups = [group_record(p, configs=False) for p in run.built]
     return LoopResult(
         history=history,
-        status=status,
+        status_codes=codes,
         stopped_epoch=run.stopped_epoch,
         updates=updates,
         diverged_at=diverged_at,
         params=params,
         programs=[p for p in run.built if isinstance(p, Program)],
         report=report,
-        groups=[group_record(p) for p in run.built],
+        groups=[{**group, "configs": None} for group in groups],
         group_members=[
             p.members if isinstance(p, Program) else np.asarray(p["configs"], np.int64)
             for p in run.built
         ],
-        status_codes=codes,
     )

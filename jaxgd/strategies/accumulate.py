@@ -396,7 +396,7 @@ class AccumulateProgram(Program):
         return [(0, _CHUNK, self.settings)]
 
     def slot_train_states(self):
-        return [(np.arange(len(self.members)), self.layout, self.states.train)]
+        return [(range(len(self.members)), self.layout, self.states.train)]  # (all, in order)
 
     def subset(self, positions: np.ndarray) -> AccumulateProgram:
         seeds = self.seeds[positions]
@@ -452,7 +452,7 @@ class Accumulate:
                     members,
                     settings,
                     configs.hyperparams_of(members, optimizer),
-                    configs.seed[members],
+                    configs.seeds_of(members),
                     multiples,
                     configs.norm_test[members],
                     placement=context.placement,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -138,7 +139,7 @@ class Program(abc.ABC):
     @property
     def slot_count(self) -> int:
         """Configs' slots the program computes (members plus padding)."""
-        return int(self.layout.slots.size)
+        return math.prod(self.layout.shape)
 
     def prepare(self, train: PyTree, evals: dict[str, PyTree], on_compile: Callable) -> None:
         """Initialise and compile (``on_compile(label, seconds)`` for each new executable);
@@ -270,8 +271,9 @@ class Program(abc.ABC):
             on_compile(f"{self.label} {what}", seconds)
 
     @abc.abstractmethod
-    def slot_train_states(self) -> list[tuple[np.ndarray, Any, TrainState]]:
-        """``(member positions, SeedLayout, TrainState [U, M])`` for each grid of slots."""
+    def slot_train_states(self) -> list[tuple[np.ndarray | range, Any, TrainState]]:
+        """``(member positions, SeedLayout, TrainState [U, M])`` for each grid of slots
+        (positions an array, or a range)."""
 
     def final(self, return_params: bool = False) -> Final:
         """Counters (and parameters, if asked) ``[K_p]`` in member order, on the host:
@@ -283,7 +285,7 @@ class Program(abc.ABC):
             parts = [(pos, layout.unpack(field(s))) for pos, layout, s in grids]
             if len(parts) == 1:
                 return parts[0][1]
-            order = np.argsort(np.concatenate([pos for pos, _ in parts]), kind="stable")
+            order = np.argsort(np.concatenate([np.asarray(pos) for pos, _ in parts]), kind="stable")
             return jax.tree.map(
                 lambda *leaves: np.concatenate(leaves)[order], *[p for _, p in parts]
             )

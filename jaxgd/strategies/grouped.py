@@ -176,7 +176,7 @@ class GroupedProgram(Program):
         return self.settings_by_epoch[first_epoch]
 
     def slot_train_states(self):
-        return [(np.arange(len(self.members)), self.layout, self.states)]
+        return [(range(len(self.members)), self.layout, self.states)]  # (all, in order)
 
     def subset(self, positions: np.ndarray) -> GroupedProgram:
         seeds = self.seeds[positions]
@@ -234,7 +234,7 @@ class Grouped:
                     members,
                     settings_by_epoch,
                     configs.hyperparams_of(members, optimizer),
-                    configs.seed[members],
+                    configs.seeds_of(members),
                     placement=context.placement,
                 )
             )

@@ -228,7 +228,7 @@ class NestedProgram(Program):
 
     @property
     def slot_count(self) -> int:
-        return sum(int(layout.slots.size) for layout in self.layouts)
+        return sum(math.prod(layout.shape) for layout in self.layouts)
 
     def chunk_args(self, first_epoch: int, stop: np.ndarray) -> tuple:
         stop = np.asarray(stop, bool)
@@ -370,7 +370,7 @@ class Nested:
                     members,
                     settings,
                     configs.hyperparams_of(members, optimizer),
-                    configs.seed[members],
+                    configs.seeds_of(members),
                     sizes,
                     placement=context.placement,
                 )
