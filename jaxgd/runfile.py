@@ -19,6 +19,13 @@ complete example)::
                  schedule (the learning-rate schedule of every config: "cosine", ...;
                  its parameters, e.g. decay_epochs, are axes of [space.parameters]),
                  measure (per-step measurements, e.g. ["noise_scale"])
+    [optimizer]  the optimizer family with its static options, as
+                 jaxgd.optimizer(name, ranges=ranges, **options) (Hydra's _target_ with
+                 its arguments): name, a built-in ("sgd", "adam", ...) or
+                 "module:function" naming an optax factory ("optax:lion"), in place of
+                 [sweep] optimizer; options, e.g. {nesterov = true}, the static choices
+                 (numeric hyperparameters such as momentum stay in [space.parameters]);
+                 ranges, e.g. {b1 = "[0, 0.5]"}, the intervals configs' values must lie in
     [space]      method ("grid", "random" or "quasirandom"), count, sample_seed
     [space.parameters]  one entry per hyperparameter, as in W&B sweep files:
                  a value or list; {value = x}; {values = [...]};
@@ -60,6 +67,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import inspect
 import itertools
 import math
 import os
@@ -86,6 +94,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "data",
         "validation",
         "sweep",
+        "optimizer",
         "space",
         "options",
         "early_stopping",
@@ -119,6 +128,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "schedule",
         "measure",
     ),
+    "optimizer": ("name", "options", "ranges"),
     "space": ("method", "count", "sample_seed", "parameters"),
     "early_stopping": ("metric", "patience", "min_delta", "mode"),
     "halving": ("metric", "eta", "min_epochs", "mode"),
@@ -687,7 +697,8 @@ def _space(src: _Source, doc: dict, optimizer: str):
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
             raise src.error(
                 f"space.parameters.{name}",
-                f"not a hyperparameter of {', '.join(map(str, families))}; {hint}",
+                f"not a hyperparameter of {', '.join(getattr(f, 'name', f) for f in families)}; "
+                f"{hint}",
             )
     axes = {
         name: _parameter(src, f"space.parameters.{name}", name, spec, method)
@@ -735,7 +746,7 @@ def _sweep_kwargs(src: _Source, doc: dict) -> dict[str, Any]:
         )
     kwargs: dict[str, Any] = {
         "epochs": _positive_int(src, "sweep.epochs", table["epochs"], "the passes over the data"),
-        "optimizer": _string(src, "sweep.optimizer", table.get("optimizer", "sgd")),
+        "optimizer": None,  # _optimizer: [sweep] optimizer or the [optimizer] table
     }
     if "batch_size" in table:
         kwargs["batch_size"] = _batch_size(src, "sweep.batch_size", table["batch_size"])
@@ -782,6 +793,112 @@ def _measure(src: _Source, value: Any) -> list[str]:
     for name in value:
         _string(src, "sweep.measure", name, known)
     return value
+
+
+def _optimizer(src: _Source, doc: dict, folder: str):
+    """The optimizer family of every config: ``[sweep] optimizer`` (a built-in name), or
+    the ``[optimizer]`` table, which is ``jaxgd.optimizer(name, ranges=ranges, **options)``
+    with name a built-in or "module:function" (an optax factory such as "optax:lion")."""
+    from .optimizers import OPTIMIZERS, SCHEDULES, in_interval
+    from .optimizers import optimizer as make_optimizer
+
+    sweep_name = doc.get("sweep", {}).get("optimizer")
+    if "optimizer" not in doc:
+        return _string(src, "sweep.optimizer", "sgd" if sweep_name is None else sweep_name)
+    table = _table(src, doc, "optimizer")
+    if "name" in table and sweep_name is not None:
+        raise src.error("optimizer.name", "is set in [sweep] optimizer too; set it in one place")
+    parameters = doc.get("space", {}).get("parameters", {})
+    if isinstance(parameters, dict) and "optimizer" in parameters:
+        raise src.error(
+            "space.parameters.optimizer",
+            "an optimizer axis does not go with an [optimizer] table (the options of one "
+            "family); sweep static options as axes instead, e.g. nesterov = [true, false]",
+        )
+    key = "optimizer.name" if "name" in table else "sweep.optimizer"
+    name = _string(src, key, table.get("name", "sgd" if sweep_name is None else sweep_name))
+    builtin = ":" not in name
+    if builtin:
+        family = _string(src, key, name, sorted(OPTIMIZERS))
+        static = OPTIMIZERS[name][2]
+    else:
+        family = _import_function(src, key, name, folder)
+        try:
+            base = make_optimizer(family)
+        except InputError as error:
+            raise src.error(key, str(error)) from error
+        static = {
+            p.name: p.default
+            for p in inspect.signature(family).parameters.values()
+            if p.name != "learning_rate" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+    options = table.get("options", {})
+    if not isinstance(options, dict):
+        raise src.error(
+            "optimizer.options",
+            f"{options!r}: must be a table of static options, e.g. {{nesterov = true}}",
+        )
+    hyperparameters = OPTIMIZERS[name][1] if builtin else dict(base.defaults)
+    for option, value in options.items():
+        option_key = f"optimizer.options.{option}"
+        if option == "schedule":
+            raise src.error(
+                option_key, "the learning-rate schedule is [sweep] schedule; set it there"
+            )
+        if builtin and option in hyperparameters:
+            raise src.error(
+                option_key,
+                f"is a hyperparameter of {name!r} (a value per config); set it in "
+                f"[space.parameters] ({option} = {value!r}); options are the static choices "
+                f"{sorted(static)}",
+            )
+        if option not in static:
+            close = difflib.get_close_matches(option, sorted(static), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"it has {sorted(static)}"
+            raise src.error(option_key, f"not a static option of {name!r}; {hint}")
+        if isinstance(static[option], bool):
+            _boolean(src, option_key, value)
+        if option in parameters:
+            raise src.error(
+                f"space.parameters.{option}",
+                "is set in [optimizer] options too; set it in one place",
+            )
+    ranges = table.get("ranges", {})
+    if not isinstance(ranges, dict):
+        raise src.error(
+            "optimizer.ranges",
+            f'{ranges!r}: must be a table of intervals, e.g. {{b1 = "[0, 1)"}}',
+        )
+    parameters = parameters if isinstance(parameters, dict) else {}
+    schedules = _schedules(src, doc, parameters)
+    rangeable = ["learning_rate", *(n for n in hyperparameters if n not in options)]
+    rangeable += [n for s in schedules for n in SCHEDULES[s][1] if n not in rangeable]
+    for hyperparameter, interval in ranges.items():
+        range_key = f"optimizer.ranges.{hyperparameter}"
+        if hyperparameter not in rangeable:
+            close = difflib.get_close_matches(hyperparameter, rangeable, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"it takes {rangeable}"
+            raise src.error(range_key, f"not a hyperparameter of {name!r}; {hint}")
+        _string(src, range_key, interval)
+        try:
+            make_optimizer(family, ranges={hyperparameter: interval})
+        except InputError as error:
+            raise src.error(range_key, str(error)) from error
+        default = hyperparameters.get(hyperparameter)
+        if (
+            default is not None
+            and hyperparameter not in parameters
+            and not in_interval(default, interval)
+        ):
+            raise src.error(
+                range_key,
+                f"{interval!r} leaves out the default {hyperparameter}={default!r} that every "
+                f"config uses; set {hyperparameter} in [space.parameters] or widen the range",
+            )
+    try:
+        return make_optimizer(family, ranges=ranges or None, **options)
+    except InputError as error:  # pragma: no cover - the checks above name the key
+        raise src.error("optimizer", str(error)) from error
 
 
 def _validation_file(src: _Source, doc: dict, folder: str, kwargs: dict[str, Any]) -> None:
@@ -945,6 +1062,7 @@ def _check_configs(src: _Source, plan: RunPlan) -> None:
     hyperparameter names its key and line before anything compiles."""
     from .configs import resolve_configs
     from .data import num_examples
+    from .validate import check_hyperparameters
 
     try:
         total = num_examples(plan.data)
@@ -954,14 +1072,15 @@ def _check_configs(src: _Source, plan: RunPlan) -> None:
     fraction = isinstance(validation, float)
     num_train = total - round(total * validation) if fraction else total
     try:
-        resolve_configs(
+        configs = resolve_configs(
             plan.space,
             plan.sweep_kwargs["optimizer"],
             plan.sweep_kwargs.get("batch_size"),
             num_train,
         )
+        check_hyperparameters(configs)
     except (ValueError, TypeError) as error:
-        message = str(error)
+        message = str(error).replace("with jaxgd.optimizer(..., ranges=", "in [optimizer] ranges (")
         names = [n for n in plan.document.get("space", {}).get("parameters", {}) if n in message]
         if "batch_size" in message and "batch_size" not in names:
             key = "sweep.batch_size" if "batch_size" in plan.document.get("sweep", {}) else "space"
@@ -1006,6 +1125,7 @@ def load_text(
     if problem_name == "mlp":
         _check_mlp_widths(src, doc, data)
     sweep_kwargs = _sweep_kwargs(src, doc)
+    sweep_kwargs["optimizer"] = _optimizer(src, doc, folder)
     _validation_file(src, doc, folder, sweep_kwargs)
     method, space = _space(src, doc, sweep_kwargs["optimizer"])
     space = _with_schedule(doc, space)
@@ -1058,6 +1178,10 @@ def _resolved_document(plan: RunPlan) -> dict[str, Any]:
     for key, value in plan.sweep_kwargs.items():
         if key == "batch_size" and not isinstance(value, int):
             continue  # a schedule stays as written
+        if key == "optimizer" and not isinstance(value, str):
+            if "optimizer" not in sweep:
+                doc["optimizer"].setdefault("name", "sgd")
+            continue  # the [optimizer] table says it, as written
         if key == "validation" and isinstance(value, Mapping):
             continue  # the [validation] table names its files
         sweep[key] = False if key == "validation" and value is None else value

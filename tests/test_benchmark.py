@@ -83,9 +83,13 @@ def test_quick_benchmark_writes_json_and_methods_agree(tmp_path):
 def test_other_problems_agree_with_torch(tmp_path, problem):
     methods = "jaxgd,optax_loop,jax_scan_vmap,torch_eager,torch_func"
     args = ["--quick", "--problem", problem, "--methods", methods, "--batch-sizes", "32"]
-    assert cli.main([*args, "--configs", "4", "--out", str(tmp_path), "--no-plots"]) == 0
+    # The configs sweep at the batch-size sweep's B=32, K=4: one point, measured once.
+    args += ["--configs", "4", "--configs-batch-size", "32"]
+    assert cli.main([*args, "--out", str(tmp_path), "--no-plots"]) == 0
     result = json.loads((tmp_path / f"{problem}.json").read_text())
-    losses = {p["method"]: p["final_train_loss"] for p in result["points"] if p["configs"] == 4}
+    assert {(p["batch_size"], p["configs"]) for p in result["points"]} == {(32, 4)}
+    losses = {p["method"]: p["final_train_loss"] for p in result["points"]}
+    assert sorted(losses) == sorted(methods.split(","))
     for method, values in losses.items():
         np.testing.assert_allclose(values, losses["jaxgd"], rtol=1e-3, atol=1e-4, err_msg=method)
 

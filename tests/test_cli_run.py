@@ -95,6 +95,7 @@ def test_quiet_and_set(tmp_path, capsys):
     out = tmp_path / "quiet"
     arguments = ["run", str(tmp_path / "sweep.toml"), "--out", str(out), "--quiet"]
     arguments += ["--set", "sweep.epochs=2", "--set", "space.parameters.seed=[3]"]
+    arguments += ["--set", "report.plots=false"]  # the report's tables alone
     assert main(arguments) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out.startswith("Wrote results.csv")
@@ -169,8 +170,10 @@ def test_overwrite_replaces_an_earlier_run(tmp_path):
 
 def test_checkpoint_and_resume(tmp_path, capsys):
     """A [checkpoint] run leaves checkpoints; --resume continues from them to the same
-    results; a changed file is refused by what differs."""
-    (tmp_path / "sweep.toml").write_text(SWEEP + "[checkpoint]\nevery = 2\n")
+    results; a changed file is refused by what differs. (No plots: nothing here reads
+    them, and five runs would draw them five times.)"""
+    no_plots = "[report]\nplots = false\n"
+    (tmp_path / "sweep.toml").write_text(SWEEP + "[checkpoint]\nevery = 2\n" + no_plots)
     out = tmp_path / "out"
     arguments = ["run", str(tmp_path / "sweep.toml"), "--out", str(out), "--quiet"]
     assert main(arguments) == 0
@@ -186,7 +189,7 @@ def test_checkpoint_and_resume(tmp_path, capsys):
     assert main(arguments + ["--overwrite", "--set", "sweep.epochs=2"]) == 0
     assert len(jaxgd.SweepResult.load(out / "result").history["train_loss"][0]) == 2
     # Without [checkpoint], --overwrite also clears the earlier run's checkpoints.
-    (tmp_path / "plain.toml").write_text(SWEEP)
+    (tmp_path / "plain.toml").write_text(SWEEP + no_plots)
     plain = ["run", str(tmp_path / "plain.toml"), "--out", str(out), "--quiet", "--overwrite"]
     assert main(plain) == 0
     assert not (out / "checkpoints").exists()
@@ -234,9 +237,11 @@ def test_bench_from_the_checkout_and_without_it(tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 1
 
 
-def run_example(name: str, out: pathlib.Path, *overrides: str) -> pathlib.Path:
+def run_example(name: str, out: pathlib.Path, *overrides: str, plots: bool = False) -> pathlib.Path:
+    """Run examples/NAME with ``--set`` overrides; without its plots unless the test reads
+    them (drawing is most of a small run's time)."""
     arguments = ["run", str(EXAMPLES / name), "--out", str(out), "--quiet"]
-    for override in overrides:
+    for override in [*overrides, *([] if plots else ["report.plots=false"])]:
         arguments += ["--set", override]
     assert main(arguments) == 0
     return out
@@ -286,7 +291,7 @@ def test_example_digits_adam(tmp_path):
 
 @pytest.mark.slow
 def test_example_digits_random_search_halving(tmp_path):
-    out = run_example("digits_random_search.toml", tmp_path / "o", "sweep.epochs=3")
+    out = run_example("digits_random_search.toml", tmp_path / "o", "sweep.epochs=3", plots=True)
     table = rows(out / "results.csv")
     assert len(table) == 64
     assert sum(r["status"] == "stopped" for r in table) == 64 - 21  # rung at epoch 2 keeps 21
@@ -295,9 +300,33 @@ def test_example_digits_random_search_halving(tmp_path):
 
 @pytest.mark.slow
 def test_example_digits_sgd_grid(tmp_path):
-    out = run_example("digits_sgd_grid.toml", tmp_path / "o", "sweep.epochs=1")
+    out = run_example("digits_sgd_grid.toml", tmp_path / "o", "sweep.epochs=1", plots=True)
     assert len(rows(out / "results.csv")) == 72
     assert (out / "plots" / "heatmap.png").stat().st_size > 10_000
+
+
+def test_example_digits_noise_scale(tmp_path):
+    """A cosine schedule as long as the run, Nesterov momentum and the noise scale: every
+    config's schedule ends at its last update, and B_simple is measured in the epoch."""
+    out = run_example(
+        "digits_noise_scale.toml",
+        tmp_path / "o",
+        "sweep.epochs=1",
+        "space.parameters.decay_epochs=1.0",
+    )
+    table = rows(out / "results.csv")
+    assert len(table) == 4 and {r["batch_size"] for r in table} == {"32", "128"}
+    # From the start, |G|² is far from 0, so its unbiased estimate and B_simple are > 0.
+    for row in table:
+        assert float(row["final_b_simple"]) > 0 and float(row["final_grad_trace"]) > 0
+    result = jaxgd.SweepResult.load(out / "result")
+    assert result.history["b_simple"].shape == (4, 1)
+    updates = [int(row["updates"]) for row in table]
+    assert [c["decay_steps"] for c in result.configs] == updates  # decays to 0 at the end
+    assert result.configs[0]["schedule"] == "cosine"
+    config = runfile.load(out / "config.toml")
+    assert config.sweep_kwargs["optimizer"] == jaxgd.optimizer("sgd", nesterov=True)
+    assert config.sweep_kwargs["measure"] == ["noise_scale"]
 
 
 def test_every_example_file_is_run_here():
@@ -318,5 +347,6 @@ def test_a_problem_module_beside_the_file(tmp_path):
         )
     )
     (tmp_path / "sweep.toml").write_text(SWEEP.replace('"linear_regression"', '"tiny:make"'))
-    assert main(["run", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    arguments = ["run", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "o"), "--quiet"]
+    assert main([*arguments, "--set", "report.plots=false"]) == 0
     assert len(rows(tmp_path / "o" / "results.csv")) == 12

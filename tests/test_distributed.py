@@ -142,30 +142,32 @@ def two_processes(tmp_path, name, checkpoint_format, kill_at=None):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("checkpoint_format", ["npz", "orbax"])
-def test_two_processes_killed_and_resumed_equal_one_uninterrupted(tmp_path, checkpoint_format):
+def test_two_processes_killed_and_resumed_equal_one_uninterrupted(tmp_path):
     """Killed while a chunk runs and again before a checkpoint is written, the two-process
     sweep resumed by two new processes saves the result of the uninterrupted two-process
     sweep, bitwise, and that of one process to float rounding (the same decisions); both
-    processes hold it; process 1 never touches a folder."""
+    processes hold it; process 1 never touches a folder. In npz and in orbax checkpoints:
+    the format changes no number, so both resumed sweeps equal the one uninterrupted run."""
     from resume_worker import main
     from test_resume import assert_bitwise
 
     one = main(str(tmp_path / "one" / "ckpt"), str(tmp_path / "one" / "result"))
-    codes, _, logs = two_processes(tmp_path, "uninterrupted", checkpoint_format)
+    codes, _, logs = two_processes(tmp_path, "uninterrupted", "npz")
     assert codes == [0, 0], (logs[0][-3000:], logs[1][-3000:])
     uninterrupted = jaxgd.SweepResult.load(tmp_path / "uninterrupted" / "result")
-    for kill_at in ("chunk:3", "checkpoint:5"):
-        codes, _, logs = two_processes(tmp_path, "two", checkpoint_format, kill_at)
-        assert codes == [-signal.SIGKILL] * 2, (kill_at, logs[0][-3000:], logs[1][-3000:])
-    codes, outputs, logs = two_processes(tmp_path, "two", checkpoint_format)
-    assert codes == [0, 0], (logs[0][-3000:], logs[1][-3000:])
-    resumed = jaxgd.SweepResult.load(tmp_path / "two" / "result")
-    assert_bitwise(uninterrupted, resumed)
-    digests = [output.splitlines()[-1] for output in outputs]
-    assert digests[0] == digests[1]
-    assert not (tmp_path / "two-process1").exists()
     assert not (tmp_path / "uninterrupted-process1").exists()
+    for checkpoint_format in ("npz", "orbax"):
+        name = f"two-{checkpoint_format}"
+        for kill_at in ("chunk:3", "checkpoint:5"):
+            codes, _, logs = two_processes(tmp_path, name, checkpoint_format, kill_at)
+            assert codes == [-signal.SIGKILL] * 2, (kill_at, logs[0][-3000:], logs[1][-3000:])
+        codes, outputs, logs = two_processes(tmp_path, name, checkpoint_format)
+        assert codes == [0, 0], (logs[0][-3000:], logs[1][-3000:])
+        resumed = jaxgd.SweepResult.load(tmp_path / name / "result")
+        assert_bitwise(uninterrupted, resumed)
+        digests = [output.splitlines()[-1] for output in outputs]
+        assert digests[0] == digests[1]
+        assert not (tmp_path / f"{name}-process1").exists()
 
     # One process: the same configs stopped at the same epochs, the same programs; the
     # numbers to float32 rounding (two devices' programs may sum in another order).

@@ -156,6 +156,24 @@ def test_jaxgd_run_section_runs_as_is(tmp_path):
     assert "val_accuracy" in (tmp_path / "runs/sweep/report.md").read_text()
 
 
+def test_code_fences_stand_alone():
+    """A fence with text after it does not close its block: the rest would render as code."""
+    fences = [line for line in README.splitlines() if line.startswith("```")]
+    assert all(re.fullmatch(r"```\w*", line) for line in fences), fences
+    assert len(fences) % 2 == 0
+
+
+def test_jaxgd_run_excerpt_is_the_example_files():
+    """The second sweep file under the heading is cut from the example the README links
+    next to it (run by tests/test_cli_run.py), line for line."""
+    section = README.split(f"\n## {RUN_HEADING}\n", 1)[1].split("\n## ", 1)[0]
+    excerpt = re.findall(r"```toml\n(.*?)```", section, re.DOTALL)[1]
+    example = (ROOT / "examples" / "digits_noise_scale.toml").read_text().splitlines()
+    code = [line.split("#")[0].rstrip() for line in example]
+    for line in excerpt.strip().splitlines():
+        assert line.split("#")[0].rstrip() in code, line
+
+
 def test_jaxgd_run_error_shown_is_the_one_printed(tmp_path, monkeypatch, capsys):
     from jaxgd.cli import main
 

@@ -322,6 +322,36 @@ REFUSED = [
         "does not exist",
     ),
     ((None, '[data]\ninputs = "x.npy"'), "sweep.toml:12: data:", "give path"),
+    (
+        (None, "[optimizer]\noptions = {nesterv = true}"),
+        "sweep.toml:13: optimizer.options.nesterv:",
+        "did you mean 'nesterov'",
+    ),
+    (
+        (None, '[optimizer]\nname = "adam"\nranges = {b1 = "0-1"}'),
+        "sweep.toml:14: optimizer.ranges.b1:",
+        "write an interval such as '[0, 1)'",
+    ),
+    (
+        (None, '[optimizer]\nname = "optax:lio"'),
+        "sweep.toml:13: optimizer.name:",
+        "module 'optax' has no function 'lio'",
+    ),
+    (
+        (
+            "[space.parameters]",
+            '[optimizer]\nname = "optax:lion"\nranges = {b1 = "[0, 0.5]"}\n'
+            "[space.parameters]\nb1 = [0.3, 0.9]",
+        ),
+        "sweep.toml:13: space.parameters.b1:",
+        "config 2: b1=0.9 for optimizer 'lion': must be in [0, 0.5]; remove it from the space "
+        "or declare another range in [optimizer] ranges",
+    ),
+    (
+        ("learning_rate = {values = [0.1, 0.01]}", "learning_rate = 0.1\nmomentum = [0.5, 1.0]"),
+        "sweep.toml:11: space.parameters.momentum:",
+        "config 1: momentum=1.0 for optimizer 'sgd': must be in [0, 1)",
+    ),
     (("[problem]", "output = 3\n[problem]"), "sweep.toml:1: output:", "must be a table"),
 ]
 
@@ -504,3 +534,54 @@ def test_a_separate_validation_file(tmp_path):
         jaxgd.InputError, match=r"both.toml:\d+: sweep.validation: a \[validation\]"
     ):
         runfile.load(tmp_path / "both.toml")
+
+
+OPTIMIZER_TABLE = BASE.replace(
+    "validation = false\n", "validation = false\nshuffle = false\n"
+).replace("learning_rate = {values = [0.1, 0.01]}", "learning_rate = 0.05\nmomentum = 0.9")
+
+
+def test_optimizer_table_sets_static_options_as_jaxgd_optimizer_does():
+    """``[optimizer] options`` are ``jaxgd.optimizer(name, **options)``: Nesterov momentum
+    trains as the API's, and differs from heavy-ball momentum."""
+    plan = load(OPTIMIZER_TABLE + '\n[optimizer]\nname = "sgd"\noptions = {nesterov = true}\n')
+    assert plan.sweep_kwargs["optimizer"] == jaxgd.optimizer("sgd", nesterov=True)
+    result = jaxgd.sweep(plan.problem, plan.data, space=plan.space, **plan.sweep_kwargs)
+    kwargs = {**plan.sweep_kwargs, "optimizer": jaxgd.optimizer("sgd", nesterov=True)}
+    expected = jaxgd.sweep(plan.problem, plan.data, space=plan.space, **kwargs)
+    np.testing.assert_array_equal(result.history["train_loss"], expected.history["train_loss"])
+    heavy_ball = load(OPTIMIZER_TABLE)
+    other = jaxgd.sweep(
+        heavy_ball.problem, heavy_ball.data, space=plan.space, **heavy_ball.sweep_kwargs
+    )
+    assert not np.array_equal(result.history["train_loss"], other.history["train_loss"])
+    # the name may stay in [sweep]; the resolved file names it once and loads back the same
+    again = load(
+        OPTIMIZER_TABLE.replace("[sweep]\n", '[sweep]\noptimizer = "sgd"\n')
+        + "\n[optimizer]\noptions = {nesterov = true}\n"
+    )
+    assert again.sweep_kwargs == plan.sweep_kwargs
+    copy = runfile.load_text(runfile.dump_toml(plan.document), "copy.toml", folder=".")
+    assert copy.sweep_kwargs == plan.sweep_kwargs and copy.document == plan.document
+    assert plan.document["optimizer"] == {"name": "sgd", "options": {"nesterov": True}}
+
+
+def test_optimizer_table_names_an_optax_factory_with_declared_ranges():
+    """``name = "optax:lion"`` wraps the factory as ``jaxgd.optimizer(optax.lion)``: its
+    numeric keywords are hyperparameters of the space, its others static options."""
+    import optax
+
+    text = OPTIMIZER_TABLE.replace("momentum = 0.9", "b1 = [0.5, 0.9]") + (
+        '\n[optimizer]\nname = "optax:lion"\noptions = {mu_dtype = "float32"}\n'
+        'ranges = {b1 = "[0, 0.95]"}\n'
+    )
+    plan = load(text)
+    family = jaxgd.optimizer(optax.lion, ranges={"b1": "[0, 0.95]"}, mu_dtype="float32")
+    assert plan.sweep_kwargs["optimizer"] == family
+    result = jaxgd.sweep(plan.problem, plan.data, space=plan.space, **plan.sweep_kwargs)
+    expected = jaxgd.sweep(
+        plan.problem, plan.data, space=plan.space, **{**plan.sweep_kwargs, "optimizer": family}
+    )
+    np.testing.assert_array_equal(result.history["train_loss"], expected.history["train_loss"])
+    assert [row["optimizer"] for row in result.table()] == ["lion", "lion"]
+    assert np.isfinite(result.history["train_loss"]).all()

@@ -319,7 +319,8 @@ def test_refused_before_compiling(name, kwargs, message):
 def test_readme_errors_table_lists_every_case():
     section = README.read_text().split("## Errors", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| `([^`]+)` \|", section, flags=re.M)
-    covered = [c[0] for c in CASES + OPTIONS_CASES + PROCESS_CASES + FOLDER_CASES] + OTHER_CASES
+    cases = CASES + OPTIONS_CASES + PROCESS_CASES + FOLDER_CASES + RUNFILE_CASES
+    covered = [c[0] for c in cases] + OTHER_CASES
     assert sorted(listed) == sorted(covered)
 
 
@@ -480,6 +481,81 @@ def test_host_data_refuses_device_arrays_and_bad_windows():
         jaxgd.HostData({"x": jnp.zeros((4, 2))})
     with pytest.raises(jaxgd.InputError, match=r"window_steps=0: must be a positive integer"):
         jaxgd.HostData({"x": np.zeros((4, 2))}, window_steps=0)
+
+
+# Sweep files (jaxgd run): (README id, what follows a file's [sweep] keys, message); the
+# space is learning_rate = 0.1 unless the case gives one. The refusal names the file, line
+# and key (tests/test_runfile.py checks more keys and lines).
+SWEEP_FILE = '[problem]\nname = "linear_regression"\n[sweep]\nepochs = 2\nbatch_size = 5\n'
+RUNFILE_CASES = [
+    (
+        "runfile-optimizer-named-twice",
+        'optimizer = "sgd"\n[optimizer]\nname = "adam"\n',
+        r"sweep.toml:8: optimizer.name: is set in \[sweep\] optimizer too; set it in one place",
+    ),
+    (
+        "runfile-optimizer-table-and-axis",
+        '[optimizer]\nname = "adam"\n[space.parameters]\noptimizer = ["sgd", "adam"]\n',
+        r"space.parameters.optimizer: an optimizer axis does not go with an \[optimizer\] table",
+    ),
+    (
+        "runfile-optimizer-option-unknown",
+        "[optimizer]\noptions = {nesterv = true}\n",
+        r"optimizer.options.nesterv: not a static option of 'sgd'; did you mean 'nesterov'\?",
+    ),
+    (
+        "runfile-optimizer-option-hyperparameter",
+        "[optimizer]\noptions = {momentum = 0.9}\n",
+        r"optimizer.options.momentum: is a hyperparameter of 'sgd' \(a value per config\); "
+        r"set it in \[space.parameters\] \(momentum = 0.9\)",
+    ),
+    (
+        "runfile-optimizer-option-not-bool",
+        '[optimizer]\noptions = {nesterov = "yes"}\n',
+        r"optimizer.options.nesterov: 'yes': must be true or false",
+    ),
+    (
+        "runfile-optimizer-option-schedule",
+        '[optimizer]\noptions = {schedule = "cosine"}\n',
+        r"optimizer.options.schedule: the learning-rate schedule is \[sweep\] schedule",
+    ),
+    (
+        "runfile-optimizer-option-and-axis",
+        "[optimizer]\noptions = {nesterov = true}\n"
+        "[space.parameters]\nlearning_rate = 0.1\nnesterov = [true]\n",
+        r"space.parameters.nesterov: is set in \[optimizer\] options too; set it in one place",
+    ),
+    (
+        "runfile-optimizer-not-a-table",
+        "[optimizer]\noptions = 3\n",
+        r"optimizer.options: 3: must be a table of static options, e.g. \{nesterov = true\}",
+    ),
+    (
+        "runfile-range-unknown",
+        '[optimizer]\nranges = {b1 = "[0, 1)"}\n',
+        r"optimizer.ranges.b1: not a hyperparameter of 'sgd'; it takes \['learning_rate', "
+        r"'momentum'\]",
+    ),
+    (
+        "runfile-range-excludes-default",
+        '[optimizer]\nname = "optax:lion"\nranges = {b1 = "[0, 0.5]"}\n',
+        r"optimizer.ranges.b1: '\[0, 0.5\]' leaves out the default b1=0.9 that every config "
+        r"uses; set b1 in \[space.parameters\] or widen the range",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, text, message", RUNFILE_CASES, ids=[c[0] for c in RUNFILE_CASES])
+def test_sweep_file_refused_before_compiling(name, text, message):
+    from jaxgd import runfile
+
+    if "[space.parameters]" not in text:
+        text += "[space.parameters]\nlearning_rate = 0.1\n"
+    compiles = jaxgd.compile_count()
+    with pytest.raises(jaxgd.InputError, match=message) as error:
+        runfile.load_text(SWEEP_FILE + text, "sweep.toml", folder=".")
+    assert "\n" not in str(error.value) and str(error.value).startswith("sweep.toml:")
+    assert jaxgd.compile_count() == compiles
 
 
 # Entries of the README table checked by the named tests above rather than a sweep call.
