@@ -121,6 +121,8 @@ def encode(value: Any) -> Any:
         }
     if isinstance(value, tuple):
         return {"$type": "tuple", "items": [encode(v) for v in value]}
+    if isinstance(value, ConfigRows):  # configs held as columns: encoded column by column
+        return encode_configs(value)
     if isinstance(value, list):
         return [encode(v) for v in value]
     if isinstance(value, dict):

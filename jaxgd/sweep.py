@@ -37,7 +37,7 @@ from .data import HostData, as_dataset, example_of, num_examples, split
 from .errors import InputError
 from .optimizers import Optimizer
 from .options import SweepOptions
-from .persist import encode, encode_configs, run_meta, strict_json
+from .persist import encode, run_meta, strict_json
 from .problem import Problem
 from .results import GroupRecords, StatusNames, SweepResult
 from .run.checkpoint import Checkpointer
@@ -251,18 +251,18 @@ def sweep(
         )
     parts = []
     pending = list(zip(memory.slices, memory.padding))
-    # Slices of one shape share their programs: XLA's memory analysis is read once a shape.
+    # Slices of one shape share their programs: XLA's memory analysis is read once a shape
+    # (not with checkpoint arguments: their checks come first, before any compile; nor
+    # streamed: its programs' arguments are windows, not the data the plan counts).
     checked = set()
+    alone = not callbacks and checkpoint_dir is None and resume is False and overwrite is False
+    check_compiled = alone and not streamed
     while pending:
         members, padding = pending[0]
         part = _slice_configs(configs, members, padding)
         programs = STRATEGIES[strategy].plan(part, context_for(part))
         shape = tuple((p.label, p.slot_count) for p in programs)
-        # (not with checkpoint arguments: their checks come first, before any compile)
-        alone = not callbacks and checkpoint_dir is None and resume is False and overwrite is False
-        # (nor streamed: its programs' arguments are windows, not the data the plan counts)
-        alone = alone and not streamed
-        if shape not in checked and alone:
+        if shape not in checked and check_compiled:
             checked.add(shape)
             measured = _compiled_bytes(programs, train, evals)
             if measured is not None and measured > memory.budget:
@@ -276,7 +276,7 @@ def sweep(
         checkpoint = _checkpointer(checkpoint_dir, resume, overwrite, options)
         if checkpoint is not None:
             checkpoint.fingerprint = _fingerprint(
-                configs=Encoded(encode_configs(configs.rows)),
+                configs=configs.rows,
                 problem=problem.name,
                 data=_data_digest(train, evals),
                 strategy=strategy,
@@ -385,21 +385,10 @@ def _checkpointer(checkpoint_dir, resume, overwrite, options) -> Checkpointer | 
     )
 
 
-class Encoded:
-    """A part of a fingerprint already ``encode``d (the configs, column by column)."""
-
-    def __init__(self, value: Any):
-        self.value = value
-
-
 def _fingerprint(**parts: Any) -> dict[str, str]:
     """Each part of what determines a sweep's results, as a short digest."""
     return {
-        name: hashlib.sha256(
-            strict_json(
-                value.value if isinstance(value, Encoded) else encode(value), indent=None
-            ).encode()
-        ).hexdigest()[:16]
+        name: hashlib.sha256(strict_json(encode(value), indent=None).encode()).hexdigest()[:16]
         for name, value in parts.items()
     }
 
