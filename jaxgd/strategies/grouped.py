@@ -48,20 +48,24 @@ class GroupedSettings(ProgramSpec):
     plan: BatchPlan
     config_block: int | None = None
 
+    @property
+    def measure_every(self) -> int:
+        """Steps between gradient-noise measurements (``core.step.noise_every``; 1 when
+        the noise is not measured)."""
+        return noise_every(self.plan.batch_size) if GradientNoise() in self.probes else 1
 
-def grouped_step(settings: GroupedSettings) -> tuple[Callable, int]:
-    """``(step, noise_every)``: ``step(states, batch, mask, measure_now)`` for states
-    ``[U, M]``, each seed's batch ``[U, B, ...]`` and mask ``[U, B]`` read by its row, and
-    how often a step measures the gradient noise (``core.step.scan_steps`` passes the
-    static ``measure_now``)."""
-    every = noise_every(settings.plan.batch_size) if GradientNoise() in settings.probes else 1
+
+def grouped_step(settings: GroupedSettings) -> Callable:
+    """``step(states, batch, mask, measure_now)`` for states ``[U, M]``, each seed's batch
+    ``[U, B, ...]`` and mask ``[U, B]`` read by its row; ``core.step.scan_steps`` passes
+    the static ``measure_now`` every ``settings.measure_every`` steps."""
     step = functools.partial(
         train_step,
         problem=settings.problem,
         tx=settings.placeholder_tx(),
         probes=settings.probes,
         divergence=settings.divergence,
-        noise_every=every,
+        noise_every=settings.measure_every,
     )
 
     def step_all(states, batch, mask, measure_now):
@@ -70,14 +74,14 @@ def grouped_step(settings: GroupedSettings) -> tuple[Callable, int]:
         )
         return configs(states, batch, mask)
 
-    return step_all, every
+    return step_all
 
 
 def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, settings):
     """``epochs_per_chunk`` epochs of every config: states ``[U, M]``, keys ``[U]``."""
     states = stop_where(states, stop)
     plan = settings.plan
-    step_all, every = grouped_step(settings)
+    step_all = grouped_step(settings)
 
     def one_epoch(states, xs):
         epoch, _ = xs
@@ -92,7 +96,7 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
             one_step,
             states,
             (jnp.swapaxes(indices, 0, 1), jnp.swapaxes(masks, 0, 1)),
-            noise_every=every,
+            noise_every=settings.measure_every,
         )
         history = epoch_history(
             states,

@@ -72,12 +72,13 @@ def stream_window(states, stop, batches, masks, *, settings):
     (``StreamedProgram.windows``), so its steps measure where the grouped chunk's do.
     Returns the states and the per-step metrics ``[S, U, M]``."""
     states = stop_where(states, stop)
-    step_all, every = grouped_step(settings)
+    step_all = grouped_step(settings)
 
     def one_step(states, xs, measure_now):
         batch, mask = xs
         return step_all(states, batch, mask, measure_now)
 
+    every = settings.measure_every
     return scan_steps(one_step, states, (batches, masks), noise_every=every, stacked=True)
 
 
@@ -87,7 +88,7 @@ def stream_epoch_end(states, windows, evals, *, settings):
     # summed as the grouped chunk sums its steps (core.step.sum_steps): a reduction fused
     # with the concatenation would add the windows' partial sums, rounding differently
     metrics = jax.lax.optimization_barrier(metrics)
-    sums = sum_steps(metrics, noise_every=grouped_step(settings)[1])
+    sums = sum_steps(metrics, noise_every=settings.measure_every)
     return epoch_history(
         states, sums, evals, problem=settings.problem, eval_batch_size=settings.eval_batch_size
     )
@@ -117,8 +118,8 @@ class StreamedProgram(GroupedProgram):
     def windows(self, settings: GroupedSettings) -> list[tuple[int, int]]:
         """``(first step, steps)`` of each window of an epoch."""
         plan = settings.plan
-        every = grouped_step(settings)[1]  # windows of whole measurement groups
-        size = self.train.steps_per_window(plan, len(self.layout.unique_seeds), every)
+        seeds = len(self.layout.unique_seeds)  # windows of whole measurement groups:
+        size = self.train.steps_per_window(plan, seeds, settings.measure_every)
         return [
             (first, min(size, plan.steps_per_epoch - first))
             for first in range(0, plan.steps_per_epoch, size)
