@@ -127,14 +127,19 @@ class StreamedProgram(GroupedProgram):
 
     def host_window(self, epoch: int, window: int) -> tuple:
         """Window ``window`` of ``epoch``: its batches and masks, gathered on the host
-        and put on every device of the program (asynchronously)."""
+        and put on every device of the program (asynchronously), or with an
+        ``"examples"`` mesh axis, each batch padded and split along its example axis."""
         settings = self.settings_by_epoch[epoch]
         first, steps = self.windows(settings)[window]
         if self.host_orders is None or self.host_orders[0] != epoch:
             self.host_orders = (epoch, to_host(self.orders_of(epoch)))
         orders = self.host_orders[1]
         indices, masks = host_batch_indices(settings.plan, orders, first, steps)
-        return self.layout.put_rows((self.train.gather(indices), masks))
+        if settings.examples is None:
+            return self.layout.put_rows((self.train.gather(indices), masks))
+        # each device receives its share of every batch, never the whole window
+        indices, masks = settings.examples.pad(indices, masks, settings.batch_width)
+        return settings.examples.put((self.train.gather(indices), masks), axis=2)
 
     def orders_of(self, epoch: int) -> jax.Array:
         """The orders of ``epoch`` (dispatched now if not ahead); the next epoch's are
@@ -180,8 +185,11 @@ class StreamedProgram(GroupedProgram):
         replicated = NamedSharding(self.layout.placement.mesh, PartitionSpec())
         seeds = len(self.layout.unique_seeds)
 
-        def abstract(shape, dtype):
-            return jax.ShapeDtypeStruct(shape, dtype, sharding=replicated)
+        def abstract(shape, dtype, examples=None):
+            if examples is None:
+                return jax.ShapeDtypeStruct(shape, dtype, sharding=replicated)
+            sharding = examples.sharding(len(shape), axis=2)
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
 
         for settings in dict.fromkeys(self.settings_by_epoch):
             orders_args = (self.shuffle_keys, abstract((), np.int32))
@@ -190,11 +198,15 @@ class StreamedProgram(GroupedProgram):
             windows = self.windows(settings)
             window_metrics = {}
             for steps in dict.fromkeys(steps for _, steps in windows):
-                shape = (steps, seeds, settings.plan.batch_size)
+                examples = settings.examples
+                shape = (steps, seeds, settings.batch_width)
                 batches = jax.tree.map(
-                    lambda s, shape=shape: abstract(shape + s.shape, s.dtype), self.train.example
+                    lambda s, shape=shape, split=examples: abstract(
+                        shape + s.shape, s.dtype, split
+                    ),
+                    self.train.example,
                 )
-                args = (self.states, stop, batches, abstract(shape, bool))
+                args = (self.states, stop, batches, abstract(shape, bool, examples))
                 executable = visit(_WINDOW, args, settings)
                 if executable is None:
                     return
@@ -271,21 +283,25 @@ class StreamedProgram(GroupedProgram):
 
 
 def stream_bytes(
-    train: HostData, configs: ResolvedConfigs, epochs: int, noise_measured: bool
+    train: HostData, configs: ResolvedConfigs, epochs: int, noise_measured: bool, split: int = 1
 ) -> int:
-    """Bytes of streamed data on each device (every device holds every seed's batches):
-    between chunks each program keeps the next window it prefetched and two epochs'
-    orders ``[U, N]`` int32 (the current and the next, dispatched ahead); while one
-    trains, its window is on the device too. Windows counted at their widest epoch."""
+    """Bytes of streamed data on each device (every device holds every seed's batches,
+    or 1/``split`` of each over a mesh axis "examples"): between chunks each program
+    keeps the next window it prefetched and two epochs' orders ``[U, N]`` int32 (the
+    current and the next, dispatched ahead); while one trains, its window is on the
+    device too. Windows counted at their widest epoch."""
     total = widest = 0
     for _, size, members in configs.groups():
         seeds = np.unique(configs.seed[members]).size
         sizes = size.per_epoch(epochs) if isinstance(size, BatchSchedule) else [size]
-        window = max(
-            train.window_nbytes(
-                BatchPlan(train.num_examples, b), seeds, noise_every(b) if noise_measured else 1
+        window = (
+            max(
+                train.window_nbytes(
+                    BatchPlan(train.num_examples, b), seeds, noise_every(b) if noise_measured else 1
+                )
+                for b in set(sizes)
             )
-            for b in set(sizes)
+            // split
         )
         total += window + 2 * seeds * train.num_examples * 4
         widest = max(widest, window)
