@@ -193,9 +193,9 @@ def test_successive_halving_on_four_devices(four_devices):
 
 # The examples split too (a mesh axis "examples"): each device holds 1/n of the training
 # set and computes 1/n of each batch. 7 configs (not divisible by the configs axis), 1202
-# training examples (1202 / 2 and / 4 leave remainders: padded rows), batch sizes 1, 10 and
-# 130 (10 and 130 not divisible by 4: padded with masked examples; the epoch's last batch
-# is partial), the noise measured, device data and HostData.
+# training examples (1202 / 4 leaves 2: padded rows), batch sizes 1, 10 and 130 (padded
+# with masked examples to multiples of 2n for the noise's halves; the epoch's last batch
+# is partial: 2 and 32 examples), the noise measured, device data and HostData.
 _EXAMPLES = textwrap.dedent(
     """
     import json
@@ -293,7 +293,7 @@ def _close_split(got, want, name):
     else:
         # Each step's gradient is summed in n partial sums, then added across devices:
         # another order of float32 additions, a few ulp (1e-7) per step, measured at most
-        # 8e-7 relative after 3 epochs of up to 1201 steps on this contracting problem.
+        # 8e-7 relative after 3 epochs of up to 1202 steps on this contracting problem.
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
