@@ -8,25 +8,31 @@ Each epoch:
    e))`` (``core.epoch.epoch_orders``: the keys and the permutation of device data),
    dispatched an epoch ahead so that it is ready when needed;
 2. the host cuts the orders into batches (``data.host_batch_indices``, the rule of
-   ``data.batch_indices``), gathers a window of steps' batches ``[S, U, B, ...]`` from
+   ``data.batch_indices``), gathers a window of steps' examples ``[S·U·B, ...]`` from
    the arrays with NumPy and puts them on the device (``jax.device_put``) while the
    previous window trains: dispatch is asynchronous, so the next window is gathered and
    put before anything waits for the current one;
-3. the window program scans the grouped step (``grouped.grouped_step``) over the window;
+3. the window program scans the grouped step (``grouped.grouped_step``) over the window,
+   each step gathering its batch from the window's examples by position (``data.take``,
+   positions ``[S, U, B]`` int32), as the grouped chunk gathers it from the training set;
 4. the epoch-end program sums the epoch's per-step metrics and evaluates, as the grouped
    chunk does at its epoch's end (``core.epoch.epoch_history``).
 
-The same step on the same batches in the same order: results equal those of the grouped
-strategy on device data, bitwise on the CPU in the tests (tests/test_streaming.py, and
-test_devices.py on four devices; XLA may round a step whose batch is an argument
-differently from one that gathers it: README "Data larger than memory"). A window is at most
-an epoch and windows never span two, so a program compiles at most two window lengths
-(the full one and the epoch's remainder), one epoch-end program and one orders program
-per batch plan.
+The same step on the same batches in the same order, each batch gathered the same way:
+results equal those of the grouped strategy on device data, bitwise on the CPU in the
+tests (tests/test_streaming.py, and test_devices.py on four devices). The gather is what
+makes them bitwise (README "Data larger than memory"): XLA:CPU marks the adds of a
+reduction as reassociable, and LLVM vectorized the batch sums of the grouped step
+(``llvm.vector.reduce.fadd`` over 8 lanes at B = 16) but summed one lane at a time when
+the step read its batch as a slice of a window argument ``[S, U, B, ...]``, 1 ulp apart.
+A window is at most an epoch and windows never span two, so a program compiles at most
+two window lengths (the full one and the epoch's remainder), one epoch-end program and
+one orders program per batch plan.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +47,7 @@ from ..core.epoch import epoch_history, epoch_orders
 from ..core.layout import to_host
 from ..core.state import stop_where
 from ..core.step import noise_every, scan_steps, sum_steps
-from ..data import BatchPlan, HostData, host_batch_indices
+from ..data import BatchPlan, HostData, host_batch_indices, take
 from ..errors import InputError
 from ..schedules import BatchSchedule
 from .base import PlanContext
@@ -66,8 +72,9 @@ def stream_orders(shuffle_keys, epoch, *, settings):
     return epoch_orders(shuffle_keys, epoch, num_examples, shuffle)
 
 
-def stream_window(states, stop, batches, masks, *, settings):
-    """The steps of one window: ``batches`` ``[S, U, B, ...]``, ``masks`` ``[S, U, B]``.
+def stream_window(states, stop, rows, positions, masks, *, settings):
+    """The steps of one window: its examples ``rows`` ``[S·U·B, ...]``, each step's
+    ``positions`` in them ``[S, U, B]`` and ``masks`` ``[S, U, B]``.
     A window starts at a multiple of the steps between noise measurements
     (``StreamedProgram.windows``), so its steps measure where the grouped chunk's do.
     Returns the states and the per-step metrics ``[S, U, M]``."""
@@ -75,11 +82,13 @@ def stream_window(states, stop, batches, masks, *, settings):
     step_all = grouped_step(settings)
 
     def one_step(states, xs, measure_now):
-        batch, mask = xs
-        return step_all(states, batch, mask, measure_now)
+        step_positions, mask = xs
+        # gathered, not sliced, so that XLA fuses and vectorizes the step's sums over the
+        # batch as in the grouped chunk (the module docstring): bitwise its results
+        return step_all(states, take(rows, step_positions), mask, measure_now)
 
     every = settings.measure_every
-    return scan_steps(one_step, states, (batches, masks), noise_every=every, stacked=True)
+    return scan_steps(one_step, states, (positions, masks), noise_every=every, stacked=True)
 
 
 def stream_epoch_end(states, windows, evals, *, settings):
@@ -114,16 +123,12 @@ class StreamedProgram(GroupedProgram):
         # (several processes: an all-gather each)
         self.host_orders: tuple[int, np.ndarray] | None = None
         self.prefetched: tuple[tuple[int, int], tuple] | None = None
+        self.positions: dict[tuple[int, ...], jax.Array] = {}  # [S, U, B] -> arange
 
     def windows(self, settings: GroupedSettings) -> list[tuple[int, int]]:
         """``(first step, steps)`` of each window of an epoch."""
-        plan = settings.plan
-        seeds = len(self.layout.unique_seeds)  # windows of whole measurement groups:
-        size = self.train.steps_per_window(plan, seeds, settings.measure_every)
-        return [
-            (first, min(size, plan.steps_per_epoch - first))
-            for first in range(0, plan.steps_per_epoch, size)
-        ]
+        seeds = len(self.layout.unique_seeds)  # windows of whole measurement groups
+        return self.train.windows(settings.plan, seeds, settings.measure_every)
 
     def host_window(self, epoch: int, window: int) -> tuple:
         """Window ``window`` of ``epoch``: its batches and masks, gathered on the host
@@ -134,7 +139,11 @@ class StreamedProgram(GroupedProgram):
             self.host_orders = (epoch, to_host(self.orders_of(epoch)))
         orders = self.host_orders[1]
         indices, masks = host_batch_indices(settings.plan, orders, first, steps)
-        return self.layout.put_rows((self.train.gather(indices), masks))
+        if indices.shape not in self.positions:  # the same for every window of a length
+            positions = np.arange(indices.size, dtype=np.int32).reshape(indices.shape)
+            self.positions[indices.shape] = self.layout.put_rows(positions)
+        rows, masks = self.layout.put_rows((self.train.gather(indices.reshape(-1)), masks))
+        return rows, self.positions[indices.shape], masks
 
     def orders_of(self, epoch: int) -> jax.Array:
         """The orders of ``epoch`` (dispatched now if not ahead); the next epoch's are
@@ -191,10 +200,12 @@ class StreamedProgram(GroupedProgram):
             window_metrics = {}
             for steps in dict.fromkeys(steps for _, steps in windows):
                 shape = (steps, seeds, settings.plan.batch_size)
-                batches = jax.tree.map(
-                    lambda s, shape=shape: abstract(shape + s.shape, s.dtype), self.train.example
+                count = math.prod(shape)
+                rows = jax.tree.map(
+                    lambda s, n=count: abstract((n, *s.shape), s.dtype), self.train.example
                 )
-                args = (self.states, stop, batches, abstract(shape, bool))
+                positions = abstract(shape, np.int32)
+                args = (self.states, stop, rows, positions, abstract(shape, bool))
                 executable = visit(_WINDOW, args, settings)
                 if executable is None:
                     return
@@ -295,8 +306,8 @@ def stream_bytes(
 def _shape_key(args: tuple) -> tuple:
     """What tells apart one program's executables beyond its settings: the window
     length (the leading axis of the masks), or nothing."""
-    if len(args) == 4:  # the window program: (states, stop, batches, masks)
-        return (int(np.shape(args[3])[0]),)
+    if len(args) == 5:  # the window program: (states, stop, rows, positions, masks)
+        return (int(np.shape(args[4])[0]),)
     return ()
 
 
