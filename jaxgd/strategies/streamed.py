@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from .._io import kill_point
 from ..configs import ResolvedConfigs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders
@@ -265,6 +266,7 @@ class StreamedProgram(GroupedProgram):
                 args = (self.states, stop, *batches)
                 self.states, step_metrics = self.executable(_WINDOW, settings, args)(*args)
                 metrics.append(step_metrics)
+                kill_point("window")
                 following = self.next_window(epoch, window)
                 if following is not None:  # gathered while this window trains
                     self.prefetched = (following, self.host_window(*following))
