@@ -46,6 +46,7 @@ from ..configs import ResolvedConfigs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders
 from ..core.layout import to_host
+from ..core.memory import compiled_bytes
 from ..core.state import stop_where
 from ..core.step import noise_every, scan_steps, sum_steps
 from ..data import BatchPlan, HostData, host_batch_indices, take
@@ -217,15 +218,41 @@ class StreamedProgram(GroupedProgram):
 
     def compile(self, on_compile: Callable) -> None:
         self.executables_by_key = {}
+        # (executable, bytes of its analysis counted elsewhere: the memory plan's data, or
+        # less the states it does not take, which stay on the device while it runs)
+        self.streamed_bytes = []
 
         def visit(function, args, settings):
             executable, seconds = function.compiled(*args, settings=settings)
             self.executables_by_key[(function.name, settings, _shape_key(args))] = executable
             self.add_compiled(executable, seconds, on_compile, function.name)
+            if function is _WINDOW:  # the window: examples, positions, masks
+                data = args[2:]
+            elif function is _EPOCH_END:  # the evaluation sets
+                data = args[2]
+            else:  # the orders it returns, and the states meanwhile on the device
+                data = executable.out_info
+            counted = _nbytes(data) - (0 if function in (_WINDOW, _EPOCH_END) else states)
+            self.streamed_bytes.append((executable, counted))
             return executable
 
+        states = _nbytes(self.states)
         self.visit_programs(visit)
         jax.block_until_ready(self.states)
+
+    def compiled_bytes(self, data_bytes: int) -> int | None:
+        """Bytes per device beyond the data the memory plan counts (``stream_bytes`` and
+        the evaluation sets): the most any of its programs holds at once with the states,
+        by XLA's analysis, less its windows, evaluation sets or orders; they run one at a
+        time. The orders program's sort holds temporaries the plan does not estimate (on
+        the CPU 4·U·N int32, four epochs' orders). ``data_bytes``: the plan's, not needed."""
+        most = 0
+        for executable, data in self.streamed_bytes:
+            measured = compiled_bytes(executable)
+            if measured is None:
+                return None
+            most = max(most, measured - data)
+        return most
 
     def needs_compile(self) -> bool:
         missing = []
@@ -303,6 +330,13 @@ def stream_bytes(
         total += window + 2 * seeds * train.num_examples * 4
         widest = max(widest, window)
     return total + widest
+
+
+def _nbytes(tree: PyTree) -> int:
+    """Bytes of a pytree of arrays or ``jax.ShapeDtypeStruct``s."""
+    return sum(
+        math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)
+    )
 
 
 def _shape_key(args: tuple) -> tuple:
