@@ -20,11 +20,13 @@ Each epoch:
 
 The same step on the same batches in the same order, each batch gathered the same way:
 results equal those of the grouped strategy on device data, bitwise on the CPU in the
-tests (tests/test_streaming.py, and test_devices.py on four devices). The gather is what
-makes them bitwise (README "Data larger than memory"): XLA:CPU marks the adds of a
-reduction as reassociable, and LLVM vectorized the batch sums of the grouped step
-(``llvm.vector.reduce.fadd`` over 8 lanes at B = 16) but summed one lane at a time when
-the step read its batch as a slice of a window argument ``[S, U, B, ...]``, 1 ulp apart.
+tests (tests/test_streaming.py, and test_devices.py on four devices). The gather, and
+windows of two steps or more (``HostData.windows``), are what make them bitwise (README
+"Data larger than memory"): XLA:CPU marks the adds of a reduction as reassociable, and
+LLVM vectorized the batch sums of the grouped step (``llvm.vector.reduce.fadd`` over 8
+lanes at B = 16) but summed one lane at a time when the step read its batch as a slice
+of a window argument ``[S, U, B, ...]``, or in a window of one step, whose loop XLA
+removes, 1 ulp apart.
 A window is at most an epoch and windows never span two, so a program compiles at most
 two window lengths (the full one and the epoch's remainder), one epoch-end program and
 one orders program per batch plan.
@@ -218,6 +220,7 @@ class StreamedProgram(GroupedProgram):
 
     def compile(self, on_compile: Callable) -> None:
         self.executables_by_key = {}
+        states = _nbytes(self.states)
         # (executable, bytes of its analysis counted elsewhere: the memory plan's data, or
         # less the states it does not take, which stay on the device while it runs)
         self.streamed_bytes = []
@@ -236,7 +239,6 @@ class StreamedProgram(GroupedProgram):
             self.streamed_bytes.append((executable, counted))
             return executable
 
-        states = _nbytes(self.states)
         self.visit_programs(visit)
         jax.block_until_ready(self.states)
 
