@@ -8,25 +8,33 @@ Each epoch:
    e))`` (``core.epoch.epoch_orders``: the keys and the permutation of device data),
    dispatched an epoch ahead so that it is ready when needed;
 2. the host cuts the orders into batches (``data.host_batch_indices``, the rule of
-   ``data.batch_indices``), gathers a window of steps' batches ``[S, U, B, ...]`` from
+   ``data.batch_indices``), gathers a window of steps' examples ``[S·U·B, ...]`` from
    the arrays with NumPy and puts them on the device (``jax.device_put``) while the
    previous window trains: dispatch is asynchronous, so the next window is gathered and
    put before anything waits for the current one;
-3. the window program scans the grouped step (``grouped.grouped_step``) over the window;
+3. the window program scans the grouped step (``grouped.grouped_step``) over the window,
+   each step gathering its batch from the window's examples by position (``data.take``,
+   positions ``[S, U, B]`` int32), as the grouped chunk gathers it from the training set;
 4. the epoch-end program sums the epoch's per-step metrics and evaluates, as the grouped
    chunk does at its epoch's end (``core.epoch.epoch_history``).
 
-The same step on the same batches in the same order: results equal those of the grouped
-strategy on device data, bitwise on the CPU in the tests (tests/test_streaming.py, and
-test_devices.py on four devices; XLA may round a step whose batch is an argument
-differently from one that gathers it: README "Data larger than memory"). A window is at most
-an epoch and windows never span two, so a program compiles at most two window lengths
-(the full one and the epoch's remainder), one epoch-end program and one orders program
-per batch plan.
+The same step on the same batches in the same order, each batch gathered the same way:
+results equal those of the grouped strategy on device data, bitwise on the CPU in the
+tests (tests/test_streaming.py, and test_devices.py on four devices). The gather, and
+windows of two steps or more (``HostData.windows``), are what make them bitwise (README
+"Data larger than memory"): XLA:CPU marks the adds of a reduction as reassociable, and
+LLVM vectorized the batch sums of the grouped step (``llvm.vector.reduce.fadd`` over 8
+lanes at B = 16) but summed one lane at a time when the step read its batch as a slice
+of a window argument ``[S, U, B, ...]``, or in a window of one step, whose loop XLA
+removes, 1 ulp apart.
+A window is at most an epoch and windows never span two, so a program compiles at most
+two window lengths (the full one and the epoch's remainder), one epoch-end program and
+one orders program per batch plan.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -35,13 +43,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from .._io import kill_point
 from ..configs import ResolvedConfigs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders
 from ..core.layout import to_host
+from ..core.memory import compiled_bytes
 from ..core.state import stop_where
 from ..core.step import noise_every, scan_steps, sum_steps
-from ..data import BatchPlan, HostData, host_batch_indices
+from ..data import BatchPlan, HostData, host_batch_indices, take
 from ..errors import InputError
 from ..schedules import BatchSchedule
 from .base import PlanContext
@@ -66,8 +76,9 @@ def stream_orders(shuffle_keys, epoch, *, settings):
     return epoch_orders(shuffle_keys, epoch, num_examples, shuffle)
 
 
-def stream_window(states, stop, batches, masks, *, settings):
-    """The steps of one window: ``batches`` ``[S, U, B, ...]``, ``masks`` ``[S, U, B]``.
+def stream_window(states, stop, rows, positions, masks, *, settings):
+    """The steps of one window: its examples ``rows`` ``[S·U·B, ...]``, each step's
+    ``positions`` in them ``[S, U, B]`` and ``masks`` ``[S, U, B]``.
     A window starts at a multiple of the steps between noise measurements
     (``StreamedProgram.windows``), so its steps measure where the grouped chunk's do.
     Returns the states and the per-step metrics ``[S, U, M]``."""
@@ -75,11 +86,13 @@ def stream_window(states, stop, batches, masks, *, settings):
     step_all = grouped_step(settings)
 
     def one_step(states, xs, measure_now):
-        batch, mask = xs
-        return step_all(states, batch, mask, measure_now)
+        step_positions, mask = xs
+        # gathered, not sliced, so that XLA fuses and vectorizes the step's sums over the
+        # batch as in the grouped chunk (the module docstring): bitwise its results
+        return step_all(states, take(rows, step_positions), mask, measure_now)
 
     every = settings.measure_every
-    return scan_steps(one_step, states, (batches, masks), noise_every=every, stacked=True)
+    return scan_steps(one_step, states, (positions, masks), noise_every=every, stacked=True)
 
 
 def stream_epoch_end(states, windows, evals, *, settings):
@@ -114,16 +127,12 @@ class StreamedProgram(GroupedProgram):
         # (several processes: an all-gather each)
         self.host_orders: tuple[int, np.ndarray] | None = None
         self.prefetched: tuple[tuple[int, int], tuple] | None = None
+        self.positions: dict[tuple[int, ...], jax.Array] = {}  # [S, U, B] -> arange
 
     def windows(self, settings: GroupedSettings) -> list[tuple[int, int]]:
         """``(first step, steps)`` of each window of an epoch."""
-        plan = settings.plan
-        seeds = len(self.layout.unique_seeds)  # windows of whole measurement groups:
-        size = self.train.steps_per_window(plan, seeds, settings.measure_every)
-        return [
-            (first, min(size, plan.steps_per_epoch - first))
-            for first in range(0, plan.steps_per_epoch, size)
-        ]
+        seeds = len(self.layout.unique_seeds)  # windows of whole measurement groups
+        return self.train.windows(settings.plan, seeds, settings.measure_every)
 
     def host_window(self, epoch: int, window: int) -> tuple:
         """Window ``window`` of ``epoch``: its batches and masks, gathered on the host
@@ -134,7 +143,11 @@ class StreamedProgram(GroupedProgram):
             self.host_orders = (epoch, to_host(self.orders_of(epoch)))
         orders = self.host_orders[1]
         indices, masks = host_batch_indices(settings.plan, orders, first, steps)
-        return self.layout.put_rows((self.train.gather(indices), masks))
+        if indices.shape not in self.positions:  # the same for every window of a length
+            positions = np.arange(indices.size, dtype=np.int32).reshape(indices.shape)
+            self.positions[indices.shape] = self.layout.put_rows(positions)
+        rows, masks = self.layout.put_rows((self.train.gather(indices.reshape(-1)), masks))
+        return rows, self.positions[indices.shape], masks
 
     def orders_of(self, epoch: int) -> jax.Array:
         """The orders of ``epoch`` (dispatched now if not ahead); the next epoch's are
@@ -191,10 +204,12 @@ class StreamedProgram(GroupedProgram):
             window_metrics = {}
             for steps in dict.fromkeys(steps for _, steps in windows):
                 shape = (steps, seeds, settings.plan.batch_size)
-                batches = jax.tree.map(
-                    lambda s, shape=shape: abstract(shape + s.shape, s.dtype), self.train.example
+                count = math.prod(shape)
+                rows = jax.tree.map(
+                    lambda s, n=count: abstract((n, *s.shape), s.dtype), self.train.example
                 )
-                args = (self.states, stop, batches, abstract(shape, bool))
+                positions = abstract(shape, np.int32)
+                args = (self.states, stop, rows, positions, abstract(shape, bool))
                 executable = visit(_WINDOW, args, settings)
                 if executable is None:
                     return
@@ -205,15 +220,41 @@ class StreamedProgram(GroupedProgram):
 
     def compile(self, on_compile: Callable) -> None:
         self.executables_by_key = {}
+        states = _nbytes(self.states)
+        # (executable, bytes of its analysis counted elsewhere: the memory plan's data, or
+        # less the states it does not take, which stay on the device while it runs)
+        self.streamed_bytes = []
 
         def visit(function, args, settings):
             executable, seconds = function.compiled(*args, settings=settings)
             self.executables_by_key[(function.name, settings, _shape_key(args))] = executable
             self.add_compiled(executable, seconds, on_compile, function.name)
+            if function is _WINDOW:  # the window: examples, positions, masks
+                data = args[2:]
+            elif function is _EPOCH_END:  # the evaluation sets
+                data = args[2]
+            else:  # the orders it returns, and the states meanwhile on the device
+                data = executable.out_info
+            counted = _nbytes(data) - (0 if function in (_WINDOW, _EPOCH_END) else states)
+            self.streamed_bytes.append((executable, counted))
             return executable
 
         self.visit_programs(visit)
         jax.block_until_ready(self.states)
+
+    def compiled_bytes(self, data_bytes: int) -> int | None:
+        """Bytes per device beyond the data the memory plan counts (``stream_bytes`` and
+        the evaluation sets): the most any of its programs holds at once with the states,
+        by XLA's analysis, less its windows, evaluation sets or orders; they run one at a
+        time. The orders program's sort holds temporaries the plan does not estimate (on
+        the CPU 4·U·N int32, four epochs' orders). ``data_bytes``: the plan's, not needed."""
+        most = 0
+        for executable, data in self.streamed_bytes:
+            measured = compiled_bytes(executable)
+            if measured is None:
+                return None
+            most = max(most, measured - data)
+        return most
 
     def needs_compile(self) -> bool:
         missing = []
@@ -254,6 +295,7 @@ class StreamedProgram(GroupedProgram):
                 args = (self.states, stop, *batches)
                 self.states, step_metrics = self.executable(_WINDOW, settings, args)(*args)
                 metrics.append(step_metrics)
+                kill_point("window")
                 following = self.next_window(epoch, window)
                 if following is not None:  # gathered while this window trains
                     self.prefetched = (following, self.host_window(*following))
@@ -292,11 +334,18 @@ def stream_bytes(
     return total + widest
 
 
+def _nbytes(tree: PyTree) -> int:
+    """Bytes of a pytree of arrays or ``jax.ShapeDtypeStruct``s."""
+    return sum(
+        math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)
+    )
+
+
 def _shape_key(args: tuple) -> tuple:
     """What tells apart one program's executables beyond its settings: the window
     length (the leading axis of the masks), or nothing."""
-    if len(args) == 4:  # the window program: (states, stop, batches, masks)
-        return (int(np.shape(args[3])[0]),)
+    if len(args) == 5:  # the window program: (states, stop, rows, positions, masks)
+        return (int(np.shape(args[4])[0]),)
     return ()
 
 
