@@ -14,7 +14,9 @@ Each repeat starts fresh Python processes, interleaved in this order:
 Each process reports the seconds of its first call (compile included) and of compiling
 alone (jaxgd's own ``total_compile_seconds``; the baseline's ``lower().compile()``). The
 JSON has every repeat, the medians, the second/first compile ratio (goal <= 0.2) and the
-cold jaxgd/baseline ratios; it names the device, JAX version and the load average.
+cold jaxgd/baseline ratios; it names the device, JAX version and the load average. With
+``--before TREE`` the other checkout's first, second and ``cache_dir=None`` processes run
+interleaved too (``*_before``; its own cache folder), so both ratios come from one run.
 """
 
 from __future__ import annotations
@@ -117,13 +119,19 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     runs = {method: [] for method in METHODS}
     if args.before:
-        runs["jaxgd_off_before"] = []
+        for method in ("jaxgd_first", "jaxgd_second", "jaxgd_off"):
+            runs[f"{method}_before"] = []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="jaxgd-cold-") as folder:
             for method in METHODS:
                 runs[method].append(run_child(method, folder, args))
             if args.before:
-                before = run_child("jaxgd_off", folder, args, args.before.resolve())
+                tree = args.before.resolve()
+                before_folder = str(Path(folder) / "before")
+                for method in ("jaxgd_first", "jaxgd_second"):
+                    before = run_child(method, before_folder, args, tree)
+                    runs[f"{method}_before"].append({**before, "method": f"{method}_before"})
+                before = run_child("jaxgd_off", folder, args, tree)
                 runs["jaxgd_off_before"].append({**before, "method": "jaxgd_off_before"})
     median = {
         method: {
@@ -149,6 +157,10 @@ def main(argv=None) -> int:
             summary[f"off_over_before_{key.split('_')[0]}"] = (
                 median["jaxgd_off"][key] / median["jaxgd_off_before"][key]
             )
+        summary["before_second_over_first_compile"] = (
+            median["jaxgd_second_before"]["compile_seconds"]
+            / median["jaxgd_first_before"]["compile_seconds"]
+        )
     report = {
         "benchmark": "cold_start",
         "workload": {

@@ -10,7 +10,8 @@ Methods, each warmed up once (compiling) and then timed ``--repeats`` times, int
 - ``streamed``: ``HostData`` of the same arrays, default windows (up to 64 MiB);
 - ``streamed_npy``: ``HostData`` of ``.npy`` paths (memory-mapped; the page cache holds
   them after the warm-up, as it would for a set that fits the host's memory);
-- ``streamed_step``: ``HostData(window_steps=1)``, one transfer and dispatch per step.
+- ``streamed_step``: ``HostData(window_steps=1)``: windows of two steps, the fewest a
+  window takes (``HostData.windows``), one transfer and dispatch per two steps.
 Each timed call is a whole ``jaxgd.sweep`` (nothing compiles: the programs are cached).
 Throughput is configs x examples x epochs per second. ``host_gather_seconds`` is the
 host's own work per sweep (orders cut into batches, gathered with NumPy), timed alone:

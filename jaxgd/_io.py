@@ -269,8 +269,9 @@ def remove_temporaries(folder: str | os.PathLike) -> None:
 
 # The kill test (tests/test_resume.py) sets JAXGD_KILL_AT="<point>:<n>" to SIGKILL the
 # process the n-th time it passes <point> ("write": a file's bytes are on disk but not yet
-# renamed in; "chunk": a chunk is running; "checkpoint": a checkpoint is about to be
-# written; "result": between the files of SweepResult.save),
+# renamed in; "chunk": a chunk is running; "window": a streamed window was dispatched, the
+# next not yet put on the device; "checkpoint": a checkpoint is about to be written;
+# "result": between the files of SweepResult.save),
 # so that the moments it needs are reached deterministically. Unset, this costs a lookup.
 _kill_counts: dict[str, int] = {}
 

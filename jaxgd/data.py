@@ -225,26 +225,46 @@ class HostData:
 
     def steps_per_window(self, plan: BatchPlan, seeds: int, noise_every: int = 1) -> int:
         """Steps per window: ``window_steps``, else as many steps of ``seeds`` batches
-        (and their masks) as fit ``window_bytes``, at least one, at most an epoch; then
-        widened to a multiple of ``noise_every`` (the steps between gradient-noise
-        measurements, ``core.step.noise_every``) unless it is the whole epoch, so that a
-        window starts where a measurement group does."""
+        (and their masks) as fit ``window_bytes``, at most an epoch; then widened to a
+        multiple of ``noise_every`` (the steps between gradient-noise measurements,
+        ``core.step.noise_every``) unless it is the whole epoch, so that a window starts
+        where a measurement group does, and to at least two groups (``windows``)."""
         steps = plan.steps_per_epoch
         if self.window_steps is not None:
             size = min(self.window_steps, steps)
         else:
             size = max(1, min(steps, self.window_bytes // self.step_nbytes(plan, seeds)))
-        if size < steps and size % noise_every:
-            size = min(steps, noise_every * -(-size // noise_every))
+        if size < steps:
+            size = min(steps, noise_every * max(2, -(-size // noise_every)))
         return size
 
+    def windows(self, plan: BatchPlan, seeds: int, noise_every: int = 1) -> list[tuple[int, int]]:
+        """``(first step, steps)`` of each window of an epoch: ``steps_per_window`` steps,
+        the epoch's rest in the last, and a last of one whole group (with or without a
+        rest) joined to the one before.
+
+        Why no window of one group: the window program scans the groups, and XLA drops a
+        loop of one trip, so that the step's fusions read the batch positions and masks as
+        plain arguments rather than slices at the loop's counter; LLVM then vectorized
+        the batch sums another way than in the grouped chunk's loop over the epoch
+        (1 ulp apart). Two trips or more keep the loop, as the epoch's has; an epoch of
+        one group is one window, as it is one trip on the device."""
+        steps = plan.steps_per_epoch
+        size = self.steps_per_window(plan, seeds, noise_every)
+        firsts = list(range(0, steps, size))
+        if len(firsts) > 1 and (steps - firsts[-1]) // noise_every == 1:
+            firsts.pop()
+        return [(first, end - first) for first, end in zip(firsts, firsts[1:] + [steps])]
+
     def step_nbytes(self, plan: BatchPlan, seeds: int) -> int:
-        """Bytes of one step's batches on the device: ``seeds`` batches and their masks."""
-        return seeds * plan.batch_size * (self.example_bytes + 1) + 4
+        """Bytes of one step's batches on the device: ``seeds`` batches, their examples'
+        positions in the window (int32) and their masks."""
+        return seeds * plan.batch_size * (self.example_bytes + 4 + 1) + 4
 
     def window_nbytes(self, plan: BatchPlan, seeds: int, noise_every: int = 1) -> int:
-        """Bytes of one window on the device."""
-        return self.steps_per_window(plan, seeds, noise_every) * self.step_nbytes(plan, seeds)
+        """Bytes of the widest window on the device."""
+        widest = max(steps for _, steps in self.windows(plan, seeds, noise_every))
+        return widest * self.step_nbytes(plan, seeds)
 
     def gather(self, indices: np.ndarray) -> PyTree:
         """Examples ``indices`` (any shape) as device-dtype NumPy arrays of shape

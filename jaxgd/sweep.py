@@ -25,7 +25,6 @@ from .core.disk_cache import use_disk_cache
 from .core.layout import Placement, device_bytes, to_host
 from .core.memory import (
     MemoryPlan,
-    compiled_bytes,
     config_bytes,
     correct_slices,
     default_budget,
@@ -255,11 +254,11 @@ def sweep(
     parts = []
     pending = list(zip(memory.slices, memory.padding))
     # Slices of one shape share their programs: XLA's memory analysis is read once a shape
-    # (not with checkpoint arguments: their checks come first, before any compile; nor
-    # streamed: its programs' arguments are windows, not the data the plan counts).
+    # (not with checkpoint arguments: their checks come first, before any compile).
     checked = set()
-    alone = not callbacks and checkpoint_dir is None and resume is False and overwrite is False
-    check_compiled = alone and not streamed
+    check_compiled = (
+        not callbacks and checkpoint_dir is None and resume is False and overwrite is False
+    )
     while pending:
         members, padding = pending[0]
         part = _slice_configs(configs, members, padding)
@@ -267,7 +266,7 @@ def sweep(
         shape = tuple((p.label, p.slot_count) for p in programs)
         if shape not in checked and check_compiled:
             checked.add(shape)
-            measured = _compiled_bytes(programs, train, evals)
+            measured = _compiled_bytes(programs, train, evals, memory.data_bytes)
             if measured is not None and measured > memory.budget:
                 slots = sum(p.slot_count for p in programs)
                 memory, pending = correct_slices(memory, pending, measured, slots, placement.count)
@@ -484,20 +483,20 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement, pro
     )
 
 
-def _compiled_bytes(programs, train, evals) -> int | None:
+def _compiled_bytes(programs, train, evals, data_bytes: int) -> int | None:
     """Bytes per device the programs of a slice hold at once, from XLA's analysis of
-    their compiled chunks (``jaxgd.core.memory.compiled_bytes``; the data, an argument of
-    each, counted once); None where the backend gives no analysis. Prepares (compiles)
-    the programs, which the run loop then runs without compiling again."""
-    data_bytes = device_bytes((train, evals))
+    their compiled programs (``Program.compiled_bytes``) plus the data the memory plan
+    counts (``data_bytes``: the sets on the device, or for ``HostData`` the evaluation
+    sets, windows and orders), counted once; None where the backend gives no analysis.
+    Prepares (compiles) the programs, which the run loop then runs without compiling
+    again."""
     total = data_bytes
     for program in programs:
         program.prepare(train, evals, lambda label, seconds: None)
-        for executable in program.executables:
-            measured = compiled_bytes(executable)
-            if measured is None:
-                return None
-            total += measured - data_bytes
+        measured = program.compiled_bytes(data_bytes)
+        if measured is None:
+            return None
+        total += measured
     return total
 
 

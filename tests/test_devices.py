@@ -64,7 +64,7 @@ _DEVICES = textwrap.dedent(
         }
     # HostData streamed (the grouped programs, their windows of batches put on every
     # device) with noise measured every 4th (batch 128) and 2nd step (256, from epoch 2
-    # on): windows of one step widen to whole measurement groups. On one device this is
+    # on): windows of one step widen to two measurement groups. On one device this is
     # tests/test_streaming.py's (bitwise).
     problem, data = jaxgd.problems.linear_regression(num_examples=1200)
     space = [{**config, "batch_size": b} for config in space[:7]

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import jaxgd
+from jaxgd.configs import resolve_configs
 from jaxgd.core.memory import compiled_bytes, config_bytes, plan_slices
+from jaxgd.strategies.streamed import stream_bytes
 
 SPACE = jaxgd.grid(learning_rate=[0.1, 0.05, 0.02, 0.01], momentum=[0.0, 0.9], seed=[0, 1])
 
@@ -161,5 +163,33 @@ def test_xla_memory_analysis_corrects_an_optimistic_estimate(monkeypatch):
     assert jaxgd.compile_count("grouped_chunk") - before == 1
     assert len(split.groups) > 1
     assert all(compiled_bytes(e) <= budget for e in split.compiled[1:])
+    np.testing.assert_array_equal(split.updates, whole.updates)
+    np.testing.assert_allclose(split.history["train_loss"], whole.history["train_loss"], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_xla_memory_analysis_corrects_an_optimistic_estimate_when_streaming(monkeypatch):
+    # the same check for HostData: the streamed programs' analysis (states, temporaries,
+    # beyond the windows, orders and evaluation sets the plan counts) re-cuts the sweep
+    problem, data = _mlp_problem()
+    host = jaxgd.HostData(data, window_steps=4)  # 11 steps an epoch: windows of 4, 4, 3
+    kwargs = dict(space=SPACE, batch_size=8, epochs=2, validation=None)
+    whole = jaxgd.sweep(problem, host, **kwargs)
+    measured = [compiled_bytes(e) for e in whole.compiled]
+    if None in measured:
+        pytest.skip("this backend gives no memory analysis")
+    configs = resolve_configs(SPACE, "sgd", 8, 83, False)
+    data_bytes = stream_bytes(host, configs, epochs=2, noise_measured=False)
+    budget = int(data_bytes + 5 * max(measured) / len(SPACE))
+    sweep_module = importlib.import_module("jaxgd.sweep")
+    monkeypatch.setattr(sweep_module, "config_bytes", lambda *args: 1)
+    before = jaxgd.compile_count("stream_window")
+    split = jaxgd.sweep(problem, host, **kwargs, options=jaxgd.SweepOptions(max_memory=budget))
+    # the whole sweep's programs, measured, came from the run above: only the slices'
+    # one shape compiles, its two window lengths
+    assert jaxgd.compile_count("stream_window") - before == 2
+    assert split.strategy == "streamed" and len(split.groups) > 1
+    sliced = [compiled_bytes(e) for e in split.compiled if e not in whole.compiled]
+    assert data_bytes + max(sliced) <= budget < data_bytes + max(measured)
     np.testing.assert_array_equal(split.updates, whole.updates)
     np.testing.assert_allclose(split.history["train_loss"], whole.history["train_loss"], rtol=1e-5)

@@ -205,7 +205,7 @@ def leftovers(folder: pathlib.Path) -> list[str]:
     ]
 
 
-def worker(tmp_path, name, kill_at=None, checkpoint_format="npz"):
+def worker(tmp_path, name, kill_at=None, checkpoint_format="npz", data_dir=""):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("JAXGD_KILL_AT", None)
     if kill_at is not None:
@@ -220,6 +220,7 @@ def worker(tmp_path, name, kill_at=None, checkpoint_format="npz"):
         str(tmp_path / name / "ckpt"),
         str(tmp_path / name / "result"),
         checkpoint_format,
+        str(data_dir),
     ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
@@ -265,3 +266,27 @@ def test_kill_test(tmp_path):
     assert last.returncode == 0, last.stderr[-3000:]
     assert_bitwise(reference, jaxgd.SweepResult.load(tmp_path / "orbax" / "result"))
     assert leftovers(tmp_path / "orbax") == []
+
+
+@pytest.mark.slow
+def test_kill_test_streaming_npy_files(tmp_path):
+    """HostData from .npy files, windows of 3 steps: SIGKILL while a window trains (the
+    next not yet put on the device), while a chunk runs, before a checkpoint and while
+    one is written; resumed each time, the result is bitwise the uninterrupted streamed
+    run's."""
+    problem, data = jaxgd.problems.linear_regression(num_examples=48, seed=3)
+    (tmp_path / "data").mkdir()
+    for name, values in data.items():
+        np.save(tmp_path / "data" / f"{name}.npy", values)
+    clean = worker(tmp_path, "clean", data_dir=tmp_path / "data")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    reference = jaxgd.SweepResult.load(tmp_path / "clean" / "result")
+    assert reference.strategy == "streamed" and len(reference.groups) > 2
+    for moment in ("window:4", "chunk:3", "checkpoint:2", "write:2", "window:9"):
+        attempt = worker(tmp_path, "killed", kill_at=moment, data_dir=tmp_path / "data")
+        assert attempt.returncode == -signal.SIGKILL, (moment, attempt.stderr[-3000:])
+        assert not jaxgd.SweepResult.is_complete(tmp_path / "killed" / "result")
+    last = worker(tmp_path, "killed", data_dir=tmp_path / "data")
+    assert last.returncode == 0, last.stderr[-3000:]
+    assert_bitwise(reference, jaxgd.SweepResult.load(tmp_path / "killed" / "result"))
+    assert leftovers(tmp_path / "killed") == []

@@ -49,10 +49,54 @@ def on_device():
 
 @pytest.mark.parametrize("window_steps", [None, 9, 4, 1])
 def test_streamed_equals_device_data_bitwise(on_device, window_steps):
-    # 9 steps per epoch: one window, windows of 4, 4 and 1 (a remainder), one step each
+    # 9 steps per epoch: one window; windows of 4 and 5 (a last window of one step joins
+    # the one before); of 2, 2, 2 and 3 (a window has two steps or more)
     streamed = run(HostData(DATA, window_steps=window_steps))
     assert streamed.strategy == "streamed" and on_device.strategy == "grouped"
     assert_same(streamed, on_device)
+
+
+def test_a_batch_of_16_sums_as_on_the_device():
+    # Once 1 ulp apart (the bias, 2.4e-7): XLA:CPU vectorized the batch sums of the step
+    # that gathers its batch (8 lanes) but not those of a step reading a window slice;
+    # the window program now gathers by position too (strategies/streamed.py)
+    problem, data = jaxgd.problems.linear_regression(num_examples=48)
+    kwargs = dict(space=[{"learning_rate": 0.1}], epochs=1, batch_size=16, return_params=True)
+    assert_same(
+        jaxgd.sweep(problem, HostData(data), **kwargs), jaxgd.sweep(problem, data, **kwargs)
+    )
+
+
+def _grid_case(name):
+    if name == "mlp":
+        data = {"x": RNG.normal(size=(77, 5)).astype(np.float32), "y": np.arange(77) % 2}
+        return jaxgd.problems.mlp((5, 2)), data  # logistic regression (softmax, 2 classes)
+    if name == "multiple_regression":
+        return jaxgd.problems.multiple_regression(num_examples=90)
+    return jaxgd.problems.linear_regression(num_examples=int(name.split("_")[-1]))
+
+
+@pytest.mark.parametrize(
+    "name, batch_size, validation, window_steps",
+    [
+        # from a search over problems, sizes, batch sizes and windows (92 cases, all
+        # bitwise now): the first four were 1 ulp or more apart before the window
+        # program gathered its batches and scanned two steps or more
+        ("linear_regression_48", 16, None, 1),
+        ("linear_regression_100", 32, 0.2, 3),
+        ("linear_regression_20", 16, None, 3),
+        ("multiple_regression", 32, 0.2, 1),
+        ("mlp", 16, 0.2, 1),
+        ("linear_regression_48", 7, None, 3),
+    ],
+)
+def test_bitwise_over_problems_batch_sizes_and_windows(name, batch_size, validation, window_steps):
+    problem, data = _grid_case(name)
+    space = jaxgd.grid(learning_rate=[0.1, 0.01], momentum=[0.0, 0.9], seed=[0, 1])
+    kwargs = dict(space=space, epochs=2, batch_size=batch_size, validation=validation)
+    kwargs.update(return_params=True, eval_data=data if validation is None else None)
+    streamed = jaxgd.sweep(problem, HostData(data, window_steps=window_steps), **kwargs)
+    assert_same(streamed, jaxgd.sweep(problem, data, **kwargs))
 
 
 def test_chunk_size_and_no_shuffle_drop_last(on_device):
@@ -79,12 +123,18 @@ def test_strategy_streamed_streams_arrays_and_measures_noise():
 
 
 def test_noise_measured_every_other_step_in_windows_of_whole_groups():
-    # B = 256 measures every 2nd step (core.step.noise_every); 5 steps an epoch: a window
-    # of 1 step widens to 2 so that windows start where a group does, then 2, 2 and 1
+    # B = 256 measures every 2nd step (core.step.noise_every); 9 steps an epoch: a window
+    # of 1 step widens to two groups (4 steps), so that windows start where a group does
+    # and scan two groups or more: windows of 4, 4 and the rest, 1
     rng = np.random.default_rng(1)
-    data = {"x": rng.normal(size=(1300, 4)), "y": (np.arange(1300) % 3).astype(np.int64)}
+    data = {"x": rng.normal(size=(2100, 4)), "y": (np.arange(2100) % 3).astype(np.int64)}
     kwargs = dict(measure=["noise_scale"], epochs=2, batch_size=256, validation=None)
     assert jaxgd.core.step.noise_every(256) == 2
+    assert HostData(data, window_steps=1).windows(jaxgd.BatchPlan(2100, 256), 1, 2) == [
+        (0, 4),
+        (4, 4),
+        (8, 1),
+    ]
     streamed = run(HostData(data, window_steps=1), **kwargs)
     assert np.all(streamed.history["grad_trace"] > 0)
     assert_same(streamed, run(data, **kwargs))
@@ -119,7 +169,7 @@ def test_compiles_once_per_program_shape():
     kwargs = dict(space=space, epochs=3, batch_size=10, validation=0.2)
     jaxgd.sweep(problem, HostData(DATA, window_steps=4), **kwargs)
     counts = {name: jaxgd.compile_count(name) - before[name] for name in names}
-    # windows of 4 and 1 steps, one epoch end, one orders program, no device-data chunk
+    # windows of 4 and 5 steps, one epoch end, one orders program, no device-data chunk
     assert counts == {
         "stream_window": 2,
         "stream_epoch_end": 1,
@@ -141,58 +191,49 @@ def test_host_batch_indices_are_batch_indices():
 
 
 def test_windows_fit_their_bytes_and_the_memory_plan_leaves_the_data_out():
-    big = {"x": np.zeros((100_000, 4), np.float32), "y": np.zeros(100_000, np.int32)}
+    problem = jaxgd.problems.mlp((16, 8, 3))
+    big = {"x": np.zeros((100_000, 16), np.float32), "y": np.zeros(100_000, np.int32)}
     data = HostData(big, window_bytes=2**16)
     plan = jaxgd.BatchPlan(100_000, 100)
     steps = data.steps_per_window(plan, seeds=3)
-    assert steps == 2**16 // (3 * 100 * (20 + 1) + 4) == 10
+    assert steps == 2**16 // (3 * 100 * (68 + 4 + 1) + 4) == 2
     assert data.window_nbytes(plan, 3) <= 2**16
-    # the budget holds the configs, two windows and two epochs' orders (400 kB each), not
-    # the 2.4 MB training set
-    budget = config_bytes(PROBLEM, jaxgd.optimizer("sgd"), data.example, 100, 1024, 0)
-    budget += 2 * data.window_nbytes(plan, 1) + 2 * 100_000 * 4 + 1000
+    # the budget holds the configs, two windows, two epochs' orders (400 kB each) and the
+    # orders program's sort temporaries (XLA:CPU: four orders, which the compiled check
+    # reads), 2.6 MB, not the 6.8 MB training set
+    budget = config_bytes(problem, jaxgd.optimizer("sgd"), data.example, 100, 1024, 0)
+    budget += 2 * data.window_nbytes(plan, 1) + (2 + 4) * 100_000 * 4 + 1000
+    assert budget < sum(v.nbytes for v in big.values())
+    kwargs = dict(space=[{"learning_rate": 0.1}], epochs=1, batch_size=100, validation=None)
     options = jaxgd.SweepOptions(max_memory=budget)
-    result = jaxgd.sweep(
-        PROBLEM,
-        data,
-        space=[{"learning_rate": 0.1}],
-        epochs=1,
-        batch_size=100,
-        validation=None,
-        options=options,
-    )
+    result = jaxgd.sweep(problem, data, **kwargs, options=options)
     assert result.updates[0] == 1000
     with pytest.raises(jaxgd.InputError, match="max_memory"):
-        jaxgd.sweep(
-            PROBLEM,
-            big,
-            space=[{"learning_rate": 0.1}],
-            epochs=1,
-            batch_size=100,
-            validation=None,
-            options=options,
-        )
+        jaxgd.sweep(problem, big, **kwargs, options=options)
 
 
 def test_stream_bytes_count_each_programs_window_and_orders():
-    # 1300 examples of 4 float32 and an int32 label (20 bytes); two programs (batch 128
-    # and 256) of two seeds; windows of one step widen to the noise groups: 4 and 2 steps
+    # 1300 examples of 4 float32 and an int32 label (20 bytes), a position (int32) and a
+    # mask each; two programs (batch 128 and 256: 11 and 6 steps) of two seeds. Windows of
+    # one step widen to two noise groups (every 4th and every 2nd step measures): 8 steps
+    # and a rest of 3; 4 steps, and the last window, one group, joins it: 6. Unmeasured,
+    # to two steps: 2, 2, 2, 2 and 3 (a last of one step joins the one before); 2, 2, 2
     data = HostData(
         {"x": np.zeros((1300, 4), np.float32), "y": np.zeros(1300, np.int32)}, window_steps=1
     )
     space = jaxgd.grid(learning_rate=[0.1, 0.03], batch_size=[128, 256], seed=[0, 1])
     configs = resolve_configs(space, "sgd", None, 1300, False)
-    step = {b: 2 * b * (20 + 1) + 4 for b in (128, 256)}  # two seeds' batches and masks
+    step = {b: 2 * b * (20 + 4 + 1) + 4 for b in (128, 256)}  # examples, positions, masks
     orders = 2 * 2 * 1300 * 4  # two epochs' [U, N] int32
-    noisy = {128: 4 * step[128], 256: 2 * step[256]}
+    noisy = {128: 8 * step[128], 256: 6 * step[256]}
     expected = noisy[128] + orders + noisy[256] + orders + max(noisy.values())
     assert stream_bytes(data, configs, epochs=2, noise_measured=True) == expected
-    quiet = step[128] + orders + step[256] + orders + step[256]
+    quiet = 3 * step[128] + orders + 2 * step[256] + orders + 2 * step[256]
     assert stream_bytes(data, configs, epochs=2, noise_measured=False) == quiet
-    # a schedule (one seed) counts the wider of its epochs' windows: 4 steps of 128
+    # a schedule (one seed) counts the wider of its epochs' windows: 8 steps of 128
     schedule = jaxgd.grid(learning_rate=[0.1], batch_size=[jaxgd.batch_schedule(128, {1: 256})])
     configs = resolve_configs(schedule, "sgd", None, 1300, False)
-    widest = max(4 * (128 * 21 + 4), 2 * (256 * 21 + 4))
+    widest = max(8 * (128 * 25 + 4), 6 * (256 * 25 + 4))
     assert stream_bytes(data, configs, epochs=2, noise_measured=True) == 2 * widest + 2 * 1300 * 4
 
 

@@ -3,7 +3,9 @@
 Each ``CompiledFunction`` compiles ``fn`` once per (static settings, argument structure,
 shapes, dtypes, shardings) and keeps the executable; tests assert on ``compile_count``,
 never on seconds. The key includes each array's sharding, so an argument placed on other
-devices is never handed an executable compiled for another placement.
+devices is never handed an executable compiled for another placement. With a disk cache
+in use, a program another process compiled is loaded by the key of its traced jaxpr,
+skipping lowering and XLA (``disk_cache.program_key``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-__all__ = ["CompiledFunction", "compile_count", "mean_compile_seconds"]
+from .disk_cache import compile_and_store, load_program, program_key
+
+__all__ = ["CompiledFunction", "compile_count", "loaded_count", "mean_compile_seconds"]
 
 _compilations: collections.Counter[str] = collections.Counter()
+_loaded: collections.Counter[str] = collections.Counter()
 _compile_seconds: collections.Counter[str] = collections.Counter()
 
 
@@ -28,6 +33,13 @@ def compile_count(name: str | None = None) -> int:
     if name is None:
         return sum(_compilations.values())
     return _compilations[name]
+
+
+def loaded_count(name: str | None = None) -> int:
+    """How many of those programs were loaded from the disk cache instead of compiled."""
+    if name is None:
+        return sum(_loaded.values())
+    return _loaded[name]
 
 
 def mean_compile_seconds(name: str) -> float | None:
@@ -71,8 +83,8 @@ class CompiledFunction:
         return self._key(args, settings) in self._cache
 
     def compiled(self, *args: Any, settings: Hashable) -> tuple[jax.stages.Compiled, float]:
-        """The executable for these arguments and the seconds spent compiling it now
-        (0.0 when it was cached)."""
+        """The executable for these arguments and the seconds spent compiling (or loading)
+        it now (0.0 when it was cached in this process)."""
         key = self._key(args, settings)
         if key in self._cache:
             return self._cache[key], 0.0
@@ -80,7 +92,13 @@ class CompiledFunction:
         options = None
         if self._runs_once and jax.default_backend() == "cpu":
             options = {"xla_backend_optimization_level": 0}
-        executable = self._jitted.lower(*args, settings=settings).compile(options)
+        traced = self._jitted.trace(*args, settings=settings)
+        disk_key = program_key(traced, args, options)
+        executable = None if disk_key is None else load_program(traced, disk_key)
+        if executable is not None:
+            _loaded[self.name] += 1
+        else:
+            executable = compile_and_store(traced, options, disk_key)
         seconds = time.perf_counter() - start
         _compilations[self.name] += 1
         _compile_seconds[self.name] += seconds

@@ -24,6 +24,7 @@ import optax
 from ..configs import ResolvedConfigs
 from ..core.compile import CompiledFunction
 from ..core.layout import ExampleSplit, Placement, host_take, put_like, to_host
+from ..core.memory import compiled_bytes
 from ..core.state import DEFAULT_DIVERGENCE, TrainState, init_states
 from ..core.step import Probe
 from ..optimizers import Optimizer
@@ -175,6 +176,19 @@ class Program(abc.ABC):
             self.executables_by_settings[settings] = executable
             self.add_compiled(executable, seconds, on_compile, "chunk")
         jax.block_until_ready(self.states)
+
+    def compiled_bytes(self, data_bytes: int) -> int | None:
+        """Bytes per device its compiled programs hold beyond the sweep's data, from
+        XLA's memory analysis (``core.memory.compiled_bytes``, after ``prepare``): each
+        chunk program's, less ``data_bytes`` (the training and evaluation sets, arguments
+        of each), summed; None where the backend gives no analysis."""
+        total = 0
+        for executable in self.executables:
+            measured = compiled_bytes(executable)
+            if measured is None:
+                return None
+            total += measured - data_bytes
+        return total
 
     def needs_compile(self) -> bool:
         """Whether ``compile`` would compile anything (after ``place``)."""

@@ -8,25 +8,33 @@ Each epoch:
    e))`` (``core.epoch.epoch_orders``: the keys and the permutation of device data),
    dispatched an epoch ahead so that it is ready when needed;
 2. the host cuts the orders into batches (``data.host_batch_indices``, the rule of
-   ``data.batch_indices``), gathers a window of steps' batches ``[S, U, B, ...]`` from
+   ``data.batch_indices``), gathers a window of steps' examples ``[S·U·B, ...]`` from
    the arrays with NumPy and puts them on the device (``jax.device_put``) while the
    previous window trains: dispatch is asynchronous, so the next window is gathered and
    put before anything waits for the current one;
-3. the window program scans the grouped step (``grouped.grouped_step``) over the window;
+3. the window program scans the grouped step (``grouped.grouped_step``) over the window,
+   each step gathering its batch from the window's examples by position (``data.take``,
+   positions ``[S, U, B]`` int32), as the grouped chunk gathers it from the training set;
 4. the epoch-end program sums the epoch's per-step metrics and evaluates, as the grouped
    chunk does at its epoch's end (``core.epoch.epoch_history``).
 
-The same step on the same batches in the same order: results equal those of the grouped
-strategy on device data, bitwise on the CPU in the tests (tests/test_streaming.py, and
-test_devices.py on four devices; XLA may round a step whose batch is an argument
-differently from one that gathers it: README "Data larger than memory"). A window is at most
-an epoch and windows never span two, so a program compiles at most two window lengths
-(the full one and the epoch's remainder), one epoch-end program and one orders program
-per batch plan.
+The same step on the same batches in the same order, each batch gathered the same way:
+results equal those of the grouped strategy on device data, bitwise on the CPU in the
+tests (tests/test_streaming.py, and test_devices.py on four devices). The gather, and
+windows of two steps or more (``HostData.windows``), are what make them bitwise (README
+"Data larger than memory"): XLA:CPU marks the adds of a reduction as reassociable, and
+LLVM vectorized the batch sums of the grouped step (``llvm.vector.reduce.fadd`` over 8
+lanes at B = 16) but summed one lane at a time when the step read its batch as a slice
+of a window argument ``[S, U, B, ...]``, or in a window of one step, whose loop XLA
+removes, 1 ulp apart.
+A window is at most an epoch and windows never span two, so a program compiles at most
+two window lengths (the full one and the epoch's remainder), one epoch-end program and
+one orders program per batch plan.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -35,13 +43,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from .._io import kill_point
 from ..configs import ResolvedConfigs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders
 from ..core.layout import to_host
+from ..core.memory import compiled_bytes
 from ..core.state import stop_where
 from ..core.step import noise_every, scan_steps, sum_steps
-from ..data import BatchPlan, HostData, host_batch_indices
+from ..data import BatchPlan, HostData, host_batch_indices, take
 from ..errors import InputError
 from ..schedules import BatchSchedule
 from .base import PlanContext
@@ -66,8 +76,9 @@ def stream_orders(shuffle_keys, epoch, *, settings):
     return epoch_orders(shuffle_keys, epoch, num_examples, shuffle)
 
 
-def stream_window(states, stop, batches, masks, *, settings):
-    """The steps of one window: ``batches`` ``[S, U, B, ...]``, ``masks`` ``[S, U, B]``.
+def stream_window(states, stop, rows, positions, masks, *, settings):
+    """The steps of one window: its examples ``rows`` ``[S·U·B, ...]``, each step's
+    ``positions`` in them ``[S, U, B]`` and ``masks`` ``[S, U, B]``.
     A window starts at a multiple of the steps between noise measurements
     (``StreamedProgram.windows``), so its steps measure where the grouped chunk's do.
     Returns the states and the per-step metrics ``[S, U, M]``."""
@@ -75,11 +86,13 @@ def stream_window(states, stop, batches, masks, *, settings):
     step_all = grouped_step(settings)
 
     def one_step(states, xs, measure_now):
-        batch, mask = xs
-        return step_all(states, batch, mask, measure_now)
+        step_positions, mask = xs
+        # gathered, not sliced, so that XLA fuses and vectorizes the step's sums over the
+        # batch as in the grouped chunk (the module docstring): bitwise its results
+        return step_all(states, take(rows, step_positions), mask, measure_now)
 
     every = settings.measure_every
-    return scan_steps(one_step, states, (batches, masks), noise_every=every, stacked=True)
+    return scan_steps(one_step, states, (positions, masks), noise_every=every, stacked=True)
 
 
 def stream_epoch_end(states, windows, evals, *, settings):
@@ -114,32 +127,35 @@ class StreamedProgram(GroupedProgram):
         # (several processes: an all-gather each)
         self.host_orders: tuple[int, np.ndarray] | None = None
         self.prefetched: tuple[tuple[int, int], tuple] | None = None
+        self.positions: dict[tuple[int, ...], jax.Array] = {}  # [S, U, B] -> arange
 
     def windows(self, settings: GroupedSettings) -> list[tuple[int, int]]:
         """``(first step, steps)`` of each window of an epoch."""
-        plan = settings.plan
-        seeds = len(self.layout.unique_seeds)  # windows of whole measurement groups:
-        size = self.train.steps_per_window(plan, seeds, settings.measure_every)
-        return [
-            (first, min(size, plan.steps_per_epoch - first))
-            for first in range(0, plan.steps_per_epoch, size)
-        ]
+        seeds = len(self.layout.unique_seeds)  # windows of whole measurement groups
+        return self.train.windows(settings.plan, seeds, settings.measure_every)
 
     def host_window(self, epoch: int, window: int) -> tuple:
         """Window ``window`` of ``epoch``: its batches and masks, gathered on the host
         and put on every device of the program (asynchronously), or with an
-        ``"examples"`` mesh axis, each batch padded and split along its example axis."""
+        ``"examples"`` mesh axis, each batch padded to the program's width and the
+        window's rows split over that axis."""
         settings = self.settings_by_epoch[epoch]
         first, steps = self.windows(settings)[window]
         if self.host_orders is None or self.host_orders[0] != epoch:
             self.host_orders = (epoch, to_host(self.orders_of(epoch)))
         orders = self.host_orders[1]
         indices, masks = host_batch_indices(settings.plan, orders, first, steps)
+        if settings.examples is not None:  # padded to the program's batch width
+            indices, masks = settings.examples.pad(indices, masks, settings.batch_width)
+        if indices.shape not in self.positions:  # the same for every window of a length
+            positions = np.arange(indices.size, dtype=np.int32).reshape(indices.shape)
+            self.positions[indices.shape] = self.layout.put_rows(positions)
+        rows = self.train.gather(indices.reshape(-1))
         if settings.examples is None:
-            return self.layout.put_rows((self.train.gather(indices), masks))
-        # each device receives its share of every batch, never the whole window
-        indices, masks = settings.examples.pad(indices, masks, settings.batch_width)
-        return settings.examples.put((self.train.gather(indices), masks), axis=2)
+            rows, masks = self.layout.put_rows((rows, masks))
+        else:  # each device receives 1/n of the window's examples, never the whole window
+            rows, masks = settings.examples.put(rows), self.layout.put_rows(masks)
+        return rows, self.positions[indices.shape], masks
 
     def orders_of(self, epoch: int) -> jax.Array:
         """The orders of ``epoch`` (dispatched now if not ahead); the next epoch's are
@@ -188,7 +204,7 @@ class StreamedProgram(GroupedProgram):
         def abstract(shape, dtype, examples=None):
             if examples is None:
                 return jax.ShapeDtypeStruct(shape, dtype, sharding=replicated)
-            sharding = examples.sharding(len(shape), axis=2)
+            sharding = examples.sharding(len(shape), axis=0)  # a window's rows, split
             return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
 
         for settings in dict.fromkeys(self.settings_by_epoch):
@@ -198,15 +214,16 @@ class StreamedProgram(GroupedProgram):
             windows = self.windows(settings)
             window_metrics = {}
             for steps in dict.fromkeys(steps for _, steps in windows):
-                examples = settings.examples
                 shape = (steps, seeds, settings.batch_width)
-                batches = jax.tree.map(
-                    lambda s, shape=shape, split=examples: abstract(
-                        shape + s.shape, s.dtype, split
+                count = math.prod(shape)
+                rows = jax.tree.map(
+                    lambda s, n=count, split=settings.examples: abstract(
+                        (n, *s.shape), s.dtype, split
                     ),
                     self.train.example,
                 )
-                args = (self.states, stop, batches, abstract(shape, bool, examples))
+                positions = abstract(shape, np.int32)
+                args = (self.states, stop, rows, positions, abstract(shape, bool))
                 executable = visit(_WINDOW, args, settings)
                 if executable is None:
                     return
@@ -217,15 +234,41 @@ class StreamedProgram(GroupedProgram):
 
     def compile(self, on_compile: Callable) -> None:
         self.executables_by_key = {}
+        states = _nbytes(self.states)
+        # (executable, bytes of its analysis counted elsewhere: the memory plan's data, or
+        # less the states it does not take, which stay on the device while it runs)
+        self.streamed_bytes = []
 
         def visit(function, args, settings):
             executable, seconds = function.compiled(*args, settings=settings)
             self.executables_by_key[(function.name, settings, _shape_key(args))] = executable
             self.add_compiled(executable, seconds, on_compile, function.name)
+            if function is _WINDOW:  # the window: examples, positions, masks
+                data = args[2:]
+            elif function is _EPOCH_END:  # the evaluation sets
+                data = args[2]
+            else:  # the orders it returns, and the states meanwhile on the device
+                data = executable.out_info
+            counted = _nbytes(data) - (0 if function in (_WINDOW, _EPOCH_END) else states)
+            self.streamed_bytes.append((executable, counted))
             return executable
 
         self.visit_programs(visit)
         jax.block_until_ready(self.states)
+
+    def compiled_bytes(self, data_bytes: int) -> int | None:
+        """Bytes per device beyond the data the memory plan counts (``stream_bytes`` and
+        the evaluation sets): the most any of its programs holds at once with the states,
+        by XLA's analysis, less its windows, evaluation sets or orders; they run one at a
+        time. The orders program's sort holds temporaries the plan does not estimate (on
+        the CPU 4·U·N int32, four epochs' orders). ``data_bytes``: the plan's, not needed."""
+        most = 0
+        for executable, data in self.streamed_bytes:
+            measured = compiled_bytes(executable)
+            if measured is None:
+                return None
+            most = max(most, measured - data)
+        return most
 
     def needs_compile(self) -> bool:
         missing = []
@@ -266,6 +309,7 @@ class StreamedProgram(GroupedProgram):
                 args = (self.states, stop, *batches)
                 self.states, step_metrics = self.executable(_WINDOW, settings, args)(*args)
                 metrics.append(step_metrics)
+                kill_point("window")
                 following = self.next_window(epoch, window)
                 if following is not None:  # gathered while this window trains
                     self.prefetched = (following, self.host_window(*following))
@@ -308,11 +352,18 @@ def stream_bytes(
     return total + widest
 
 
+def _nbytes(tree: PyTree) -> int:
+    """Bytes of a pytree of arrays or ``jax.ShapeDtypeStruct``s."""
+    return sum(
+        math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)
+    )
+
+
 def _shape_key(args: tuple) -> tuple:
     """What tells apart one program's executables beyond its settings: the window
     length (the leading axis of the masks), or nothing."""
-    if len(args) == 4:  # the window program: (states, stop, batches, masks)
-        return (int(np.shape(args[3])[0]),)
+    if len(args) == 5:  # the window program: (states, stop, rows, positions, masks)
+        return (int(np.shape(args[4])[0]),)
     return ()
 
 
