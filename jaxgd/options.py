@@ -66,6 +66,10 @@ class SweepOptions:
             slots whose results are never read.
         mesh: a ``jax.sharding.Mesh`` instead of ``devices``: its axis named ``"configs"``
             splits the configs (the others replicate), or all its axes if none is named so.
+            An axis named ``"examples"`` splits the training set and each batch along
+            their example axis instead, for batches or data too large for one device
+            (grouped and streamed programs; ``jaxgd.core.layout.ExampleSplit``), e.g.
+            ``jax.make_mesh((2, 2), ("configs", "examples"))``.
         max_memory: bytes per device a sweep may plan to use; configs that need more run
             in sequential slices that fit (``jaxgd.core.memory``). Default: 90% of the
             device's memory where it reports it, else half the host's memory shared by its

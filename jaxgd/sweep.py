@@ -22,7 +22,7 @@ from .columns import most_repeated
 from .configs import ResolvedConfigs, resolve_configs
 from .core.blocks import default_config_block, footprint
 from .core.disk_cache import use_disk_cache
-from .core.layout import Placement, to_host
+from .core.layout import Placement, device_bytes, to_host
 from .core.memory import (
     MemoryPlan,
     config_bytes,
@@ -207,8 +207,10 @@ def sweep(
     )
     use_disk_cache(options.cache_dir)
     placement = Placement(options.mesh, options.devices)
+    if placement.examples is not None:
+        _check_example_split(options.strategy, configs)
     if not streamed:  # HostData stays on the host; its programs stream it
-        train = placement.replicated(as_dataset(train))
+        train = placement.training_data(as_dataset(train))
     evals = {name: placement.replicated(as_dataset(value)) for name, value in evals.items()}
 
     def specs(family: Optimizer) -> ProgramSpec:
@@ -222,6 +224,7 @@ def sweep(
             eval_batch_size=options.eval_batch_size,
             probes=probes,
             divergence=float(divergence),
+            examples=placement.examples,
         )
 
     def context_for(part: ResolvedConfigs) -> PlanContext:
@@ -352,6 +355,23 @@ def sweep(
     )
 
 
+def _check_example_split(strategy: str, configs: ResolvedConfigs) -> None:
+    """Refuse what a mesh with an ``"examples"`` axis cannot run: only the grouped
+    programs (and streamed, their batches from the host) split a batch over devices."""
+    if strategy in ("nested", "accumulate"):
+        raise InputError(
+            f"strategy={strategy!r} with a mesh axis 'examples': only the grouped "
+            "programs split each batch over devices; use strategy='grouped' or 'auto', "
+            "or a mesh without an 'examples' axis"
+        )
+    if configs.adaptive.any():
+        raise InputError(
+            "norm_test (adaptive batch size) with a mesh axis 'examples': it needs "
+            "strategy='accumulate', which does not split batches over devices; use a mesh "
+            "without an 'examples' axis"
+        )
+
+
 def _last_epoch(values: np.ndarray) -> np.ndarray:
     """``values[:, -1]``: a copy, or a read-only view of a read-only view (one value for
     every config)."""
@@ -441,6 +461,8 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement, pro
     needs = []  # bytes per config of each program
     for optimizer, size, _ in programs:
         largest = max(size.per_epoch(epochs)) if isinstance(size, BatchSchedule) else size
+        if placement.examples is not None:  # a device computes its share of each batch
+            largest = -(-largest // placement.examples.count)
         needs.append(
             config_bytes(
                 problem, optimizer, example, largest, options.eval_batch_size, eval_examples
@@ -454,7 +476,8 @@ def _memory_plan(configs, problem, train, evals, epochs, options, placement, pro
         per_config = np.empty(len(configs), np.int64)
         for index, (_, _, members) in enumerate(programs):
             groups[members], per_config[members] = index, needs[index]
-    data_bytes = _device_data_bytes(train, evals, configs, epochs, GradientNoise() in probes)
+    split = 1 if placement.examples is None else placement.examples.count
+    data_bytes = _device_data_bytes(train, evals, configs, epochs, GradientNoise() in probes, split)
     return plan_slices(
         per_config, data_bytes, budget, placement.count, source, groups=groups, seeds=configs.seed
     )
@@ -488,13 +511,14 @@ def _slice_configs(configs: ResolvedConfigs, members: np.ndarray, padding: np.nd
     return part
 
 
-def _device_data_bytes(train, evals, configs, epochs, noise_measured) -> int:
-    """Bytes of data on each device: every set, or for ``HostData`` the evaluation sets
-    and the streamed windows and orders (``strategies.streamed.stream_bytes``)."""
-    evals_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(evals))
+def _device_data_bytes(train, evals, configs, epochs, noise_measured, split) -> int:
+    """Bytes of data on each device: every set (the training set split ``split`` ways
+    over a mesh axis "examples"), or for ``HostData`` the evaluation sets and the
+    streamed windows and orders (``strategies.streamed.stream_bytes``)."""
+    evals_bytes = device_bytes(evals)
     if not isinstance(train, HostData):
-        return evals_bytes + sum(leaf.nbytes for leaf in jax.tree.leaves(train))
-    return evals_bytes + stream_bytes(train, configs, epochs, noise_measured)
+        return evals_bytes + device_bytes(train)  # split over an "examples" axis: a share
+    return evals_bytes + stream_bytes(train, configs, epochs, noise_measured, split)
 
 
 def _merge(parts, count: int) -> LoopResult:

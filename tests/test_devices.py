@@ -191,6 +191,154 @@ def test_successive_halving_on_four_devices(four_devices):
         _close(four["history"][name], values, bitwise=False)
 
 
+# The examples split too (a mesh axis "examples"): each device holds 1/n of the training
+# set and computes 1/n of each batch. 7 configs (not divisible by the configs axis), 1202
+# training examples (1202 / 4 leaves 2: padded rows), batch sizes 1, 10 and 130 (padded
+# with masked examples to multiples of 2n for the noise's halves; the epoch's last batch
+# is partial: 2 and 32 examples), the noise measured, device data and HostData.
+_EXAMPLES = textwrap.dedent(
+    """
+    import json
+    import re
+
+    import jax
+    import numpy as np
+    import jaxgd
+    from jaxgd.core.layout import Placement
+
+    assert jax.device_count() == 4, jax.devices()
+    problem, data = jaxgd.problems.linear_regression(num_examples=1502)
+    space = [
+        {"learning_rate": lr, "momentum": m, "seed": s}
+        for lr, m, s in [(0.1, 0.0, 0), (0.05, 0.5, 0), (0.02, 0.9, 1), (0.1, 0.5, 1),
+                         (0.01, 0.0, 0), (0.2, 0.0, 0), (0.05, 0.9, 0)]
+    ]
+    meshes = {
+        "1": None,
+        "2x2": jax.make_mesh((2, 2), ("configs", "examples")),
+        "1x4": jax.make_mesh((1, 4), ("configs", "examples")),
+        "4x1": jax.make_mesh((4, 1), ("configs", "examples")),
+    }
+    out = {}
+    # the programs a sweep runs (not "init": compiled once per layout shape, so cached
+    # from an earlier sweep of the same mesh)
+    programs = ("grouped_chunk", "stream_orders", "stream_window", "stream_epoch_end")
+    for source in ("grouped", "streamed"):
+        for batch_size in (1, 10, 130):
+            for name, mesh in meshes.items():
+                options = (jaxgd.SweepOptions(strategy=source, devices=jax.devices()[:1])
+                           if mesh is None else jaxgd.SweepOptions(strategy=source, mesh=mesh))
+                given = data if source == "grouped" else jaxgd.HostData(
+                    jax.tree.map(np.asarray, data), window_steps=3)
+                compiles = {name: jaxgd.compile_count(name) for name in programs}
+                result = jaxgd.sweep(
+                    problem, given, space=space, batch_size=batch_size, epochs=3,
+                    return_params=True, measure=["noise_scale"], options=options,
+                )
+                hlo = "".join(e.as_text() for e in result.compiled)
+                out[f"{source}/{batch_size}/{name}"] = {
+                    "strategy": result.strategy,
+                    "history": {k: np.nan_to_num(v, nan=-1.0).tolist()
+                                for k, v in result.history.items()},
+                    "params": [leaf.tolist() for leaf in jax.tree.leaves(result.params)],
+                    "updates": result.updates.tolist(),
+                    "compiles": {name: jaxgd.compile_count(name) - compiles[name]
+                                 for name in programs},
+                    "all_gathered": max(
+                        [int(np.prod([int(d) for d in dims.split(",")])) for dims in
+                         re.findall(r"= \\w+\\[([\\d,]+)\\][^ ]* all-gather\\(", hlo)],
+                        default=0,
+                    ),
+                    "argument_bytes": max(e.memory_analysis().argument_size_in_bytes
+                                          for e in result.compiled),
+                }
+    # 'auto' picks grouped for mixed batch sizes (nested would not split them)
+    mixed = [{**space[0], "batch_size": 10}, {**space[1], "batch_size": 20}]
+    result = jaxgd.sweep(problem, data, space=mixed, epochs=1,
+                         options=jaxgd.SweepOptions(mesh=meshes["2x2"]))
+    out["auto"] = result.strategy
+    out["num_train"] = int(result.history["examples_seen"][0, 0])
+    # where the training set lives: 1502 examples as 4 shards of 376 (2 padded rows)
+    placed = Placement(meshes["1x4"]).training_data(jaxgd.data.as_dataset(data))
+    out["shards"] = {
+        name: [list(shard.data.shape) for shard in leaf.addressable_shards]
+        for name, leaf in placed.items()
+    }
+    placed = Placement(meshes["2x2"]).training_data(jaxgd.data.as_dataset(data))
+    out["shards-2x2"] = [list(shard.data.shape) for shard in placed["x"].addressable_shards]
+    out["data"] = {name: list(np.shape(leaf)) for name, leaf in data.items()}
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def example_split():
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "PYTHONPATH": str(ROOT),
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", _EXAMPLES], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def _close_split(got, want, name):
+    if name in ("b_simple", "grad_trace", "grad_sq_norm"):
+        # differences of squared gradient norms amplify the rounding (measured 7e-5)
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6, err_msg=name)
+    else:
+        # Each step's gradient is summed in n partial sums, then added across devices:
+        # another order of float32 additions, a few ulp (1e-7) per step, measured at most
+        # 8e-7 relative after 3 epochs of up to 1202 steps on this contracting problem.
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["grouped", "streamed"])
+@pytest.mark.parametrize("batch_size", [1, 10, 130])
+@pytest.mark.parametrize("mesh", ["2x2", "1x4", "4x1"])
+def test_examples_split_gives_the_one_device_result(example_split, source, batch_size, mesh):
+    one = example_split[f"grouped/{batch_size}/1"]
+    many = example_split[f"{source}/{batch_size}/{mesh}"]
+    assert many["strategy"] == source
+    assert many["updates"] == one["updates"]
+    for name, values in one["history"].items():
+        _close_split(many["history"][name], values, name)
+    for got, want in zip(many["params"], one["params"], strict=True):
+        _close_split(got, want, "params")
+    # one program as on one device (streamed: its orders, window and epoch-end programs)
+    on_one = example_split[f"{source}/{batch_size}/1"]["compiles"]
+    assert many["compiles"] == on_one, (many["compiles"], on_one)
+    # the gather from split data is a local gather of the batch's indices on each device
+    # and a sum over the examples axis: at most the batch's indices of every seed (2 seeds,
+    # the batch padded to a multiple of 8 for the noise's halves) are all-gathered, never
+    # the training set
+    assert many["all_gathered"] <= 2 * -(-batch_size // 8) * 8
+
+
+@pytest.mark.slow
+def test_examples_split_divides_the_data_on_each_device(example_split):
+    n, features = example_split["data"]["x"]
+    assert example_split["shards"] == {"x": [[376, features]] * 4, "y": [[376]] * 4}
+    assert example_split["shards-2x2"] == [[751, features]] * 4  # split 2, copied 2
+    # the chunk program's arguments on one device (states, keys, training and validation
+    # sets): on 1x4 every device trains every config, as on one, and holds a quarter of
+    # the training set's rows (rounded up), float32 x and y
+    train = example_split["num_train"]
+    one = example_split["grouped/130/1"]["argument_bytes"]
+    split = example_split["grouped/130/1x4"]["argument_bytes"]
+    assert one - split == (train - -(-train // 4)) * (features + 1) * 4
+
+
+@pytest.mark.slow
+def test_auto_picks_grouped_on_an_examples_axis(example_split):
+    assert example_split["auto"] == "grouped"
+
+
 def test_slots_are_padded_to_a_multiple_of_the_devices():
     placement = Placement()
     assert placement.count == jax.device_count() == 1
@@ -206,6 +354,16 @@ def test_a_mesh_with_a_configs_axis_gives_the_default_result():
     default = jaxgd.sweep(problem, data, **kwargs)
     meshed = jaxgd.sweep(problem, data, **kwargs, options=jaxgd.SweepOptions(mesh=mesh))
     np.testing.assert_array_equal(meshed.history["train_loss"], default.history["train_loss"])
+
+
+def test_an_examples_axis_of_one_device_gives_the_default_result():
+    problem, data = jaxgd.problems.linear_regression(num_examples=61)
+    kwargs = dict(space=jaxgd.grid(learning_rate=[0.1, 0.05]), batch_size=7, epochs=2)
+    mesh = jax.make_mesh((1, 1), ("configs", "examples"))
+    default = jaxgd.sweep(problem, data, **kwargs)
+    meshed = jaxgd.sweep(problem, data, **kwargs, options=jaxgd.SweepOptions(mesh=mesh))
+    np.testing.assert_array_equal(meshed.history["train_loss"], default.history["train_loss"])
+    assert meshed.meta["options"]["mesh"]["axes"] == {"configs": 1, "examples": 1}
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def python_block(heading: str) -> str:
-    """The first ```python block after the line ``## <heading>``."""
+def python_block(heading: str, index: int = 0) -> str:
+    """The first (or ``index``-th) ```python block after the line ``## <heading>``."""
     section = README.split(f"\n## {heading}\n", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match, f"no python block under ## {heading}"
-    return match.group(1)
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) > index, f"no python block {index} under ## {heading}"
+    return blocks[index]
 
 
 def run(code: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
@@ -121,6 +121,12 @@ def test_devices_example_runs_as_is(tmp_path):
     completed = run(python_block("Many devices and many hosts"), tmp_path)
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert completed.stdout.strip() == "1 (3, 2)"
+
+
+def test_examples_split_example_runs_as_is(tmp_path):
+    completed = run(python_block("Many devices and many hosts", index=1), tmp_path)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert completed.stdout.strip() == "grouped (2, 2)"
 
 
 def block(heading: str, language: str) -> str:

@@ -59,11 +59,14 @@ def test_device_scaling_on_simulated_devices(tmp_path):
         "1",
         "--repeats",
         "1",
+        "--split",
+        "1x2",
         out=tmp_path,
     )
     report = json.loads((tmp_path / "device_scaling.json").read_text())
-    assert report["simulated"] and set(report["median_seconds"]) == {"1", "2"}
+    assert report["simulated"] and set(report["median_seconds"]) == {"1", "2", "1x2"}
     assert report["max_loss_difference_vs_one"]["2"] < 1e-5
+    assert report["max_loss_difference_vs_one"]["1x2"] < 1e-5
 
 
 @pytest.mark.slow

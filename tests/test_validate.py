@@ -68,6 +68,7 @@ ints = jaxgd.Problem(
 )
 
 host_data = jaxgd.HostData(jax.tree.map(np.asarray, data))
+examples_mesh = jax.make_mesh((1, 1), ("configs", "examples"))  # the test's one device
 
 # (README id, sweep arguments, a regular expression the message must match)
 CASES = [
@@ -251,6 +252,19 @@ CASES = [
         "stream-norm-test",
         case(data=host_data, space=[{"learning_rate": 0.1, "norm_test": 0.5}]),
         r"norm_test \(adaptive batch size\) cannot stream host data",
+    ),
+    (
+        "examples-axis-strategy",
+        case(options=jaxgd.SweepOptions(strategy="nested", mesh=examples_mesh)),
+        r"strategy='nested' with a mesh axis 'examples': only the grouped programs split",
+    ),
+    (
+        "examples-axis-norm-test",
+        case(
+            space=[{"learning_rate": 0.1, "norm_test": 0.5}],
+            options=jaxgd.SweepOptions(mesh=examples_mesh),
+        ),
+        r"norm_test \(adaptive batch size\) with a mesh axis 'examples'",
     ),
 ]
 

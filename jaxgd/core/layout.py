@@ -9,10 +9,17 @@ The slot axis M is split over the devices of a mesh (``Placement``): M is padded
 multiple of the device count, each device trains ``M / devices`` configs of every seed,
 and the data, the seeds and the shuffle keys are replicated. Results come back to the host
 through ``to_host`` alone, which gathers from every process when a sweep spans several.
+
+A mesh with an ``"examples"`` axis also splits the examples (``ExampleSplit``): the
+training set's example axis and every batch's, so that each device stores 1/n of the
+training data and computes the losses and gradients of 1/n of each batch, and XLA's SPMD
+partitioner sums the batch's gradient over the axis (an all-reduce); a batch is padded
+with masked examples to a multiple of n.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,16 +27,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from ..columns import factorize, group_members
 
 __all__ = [
     "CONFIG_AXIS",
+    "EXAMPLE_AXIS",
+    "ExampleSplit",
     "Placement",
     "SeedLayout",
     "bucket",
     "bucket_width",
+    "device_bytes",
     "host_take",
     "put_like",
     "to_host",
@@ -38,6 +48,7 @@ __all__ = [
 PyTree = Any
 
 CONFIG_AXIS = "configs"
+EXAMPLE_AXIS = "examples"
 
 
 def to_host(tree: Any) -> Any:
@@ -81,25 +92,93 @@ def _widen(sharding: NamedSharding, keys: jax.Array) -> NamedSharding:
     return NamedSharding(sharding.mesh, PartitionSpec(*spec))
 
 
+@dataclasses.dataclass(frozen=True)
+class ExampleSplit:
+    """A batch's example axis split over the mesh axes ``axes`` (n devices in all).
+
+    Each device gathers and computes 1/n of every batch; the step's sums over the batch
+    (loss, gradient) are then partial sums that XLA adds over the axis. Hashable: part of
+    a program's static settings.
+    """
+
+    mesh: Mesh
+    axes: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        """n: the devices one batch is split over."""
+        return math.prod(self.mesh.shape[name] for name in self.axes)
+
+    def width(self, batch_size: int, pairs: bool = False) -> int:
+        """A batch's width on the mesh: ``batch_size`` rounded up to a multiple of n, or
+        with ``pairs`` of 2n, so that each device's share splits into the batch's even
+        and odd positions (``core.step.half_sums``) without moving examples between
+        devices."""
+        multiple = self.count * (2 if pairs else 1)
+        return -(-int(batch_size) // multiple) * multiple
+
+    def sharding(self, ndim: int, axis: int) -> NamedSharding:
+        """Of an array whose example axis is ``axis``: that axis split, the rest not."""
+        spec = [None] * ndim
+        spec[axis] = self.axes
+        return NamedSharding(self.mesh, PartitionSpec(*spec))
+
+    def pad(self, indices: Any, mask: Any, width: int) -> tuple[Any, Any]:
+        """Batch ``indices`` and ``mask`` ``[..., B]`` widened to ``width`` with masked
+        examples (index 0, as ``data.batch_indices`` pads a partial batch)."""
+        extra = width - indices.shape[-1]
+        if not extra:
+            return indices, mask
+        xp = np if isinstance(indices, np.ndarray) else jnp
+        widths = [(0, 0)] * (indices.ndim - 1) + [(0, extra)]
+        return xp.pad(indices, widths), xp.pad(mask, widths)
+
+    def constrain(self, tree: Any, axis: int) -> Any:
+        """Inside a program: leaves whose example axis is ``axis`` split over the mesh."""
+        return jax.tree.map(
+            lambda leaf: jax.lax.with_sharding_constraint(leaf, self.sharding(leaf.ndim, axis)),
+            tree,
+        )
+
+    def put(self, tree: Any, axis: int = 0) -> Any:
+        """Host leaves (example axis ``axis``, a multiple of n) placed split over it."""
+        return jax.tree.map(lambda leaf: _put(leaf, self.sharding(np.ndim(leaf), axis)), tree)
+
+
 class Placement:
     """Where a sweep's arrays live: slot axis M split over a mesh, everything else
-    replicated on it.
+    replicated on it, or with an ``"examples"`` axis, the training examples split too.
 
     Args:
         mesh: a ``jax.sharding.Mesh``; its axis named ``"configs"`` splits the slots
-            (the others then replicate), or, if it has none, all its axes together.
+            (the others then replicate), or, if it has none, all its axes but
+            ``"examples"`` together. An axis named ``"examples"`` splits the training
+            set and every batch along their example axis (``ExampleSplit``).
         devices: build a one-axis ``"configs"`` mesh of these devices instead.
         Default: every device of the default backend (of every process).
+
+    Attributes:
+        count: the devices the slots are split over.
+        examples: the split of the example axis, or None (data copied to every device).
     """
 
     def __init__(self, mesh: Mesh | None = None, devices: Sequence[jax.Device] | None = None):
         if mesh is None:
             devices = jax.devices() if devices is None else list(devices)
             mesh = Mesh(np.array(devices), (CONFIG_AXIS,))
+        # The programs leave their intermediates' split to XLA's propagation from the
+        # arguments; explicit axes (jax.make_mesh's default) would make every gather from
+        # example-split data name its output's split.
+        mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * mesh.devices.ndim)
         self.mesh = mesh
         names = mesh.axis_names
-        self.axes = (CONFIG_AXIS,) if CONFIG_AXIS in names else tuple(names)
+        example_axes = (EXAMPLE_AXIS,) if EXAMPLE_AXIS in names else ()
+        if CONFIG_AXIS in names:
+            self.axes = (CONFIG_AXIS,)
+        else:
+            self.axes = tuple(name for name in names if name not in example_axes)
         self.count = math.prod(mesh.shape[name] for name in self.axes)
+        self.examples = ExampleSplit(mesh, example_axes) if example_axes else None
 
     def width(self, most: int) -> int:
         """Slots per row: ``most`` rounded up to a multiple of the device count."""
@@ -108,7 +187,7 @@ class Placement:
     def sharding(self, ndim: int, axis: int = 0) -> NamedSharding:
         """Of an array whose slot axes ``[U, M]`` start at ``axis``: M split, the rest not."""
         spec = [None] * ndim
-        spec[axis + 1] = self.axes
+        spec[axis + 1] = self.axes or None
         return NamedSharding(self.mesh, PartitionSpec(*spec))
 
     def slots(self, tree: Any, axis: int = 0) -> Any:
@@ -120,6 +199,32 @@ class Placement:
         return jax.tree.map(
             lambda leaf: _put(leaf, NamedSharding(self.mesh, PartitionSpec())), tree
         )
+
+    def training_data(self, tree: Any) -> Any:
+        """The training set on the mesh: copied whole to every device, or with an
+        ``"examples"`` axis split along its example axis, each device holding 1/n of it
+        (the last rows padded with copies of example 0 to a multiple of n; no batch index
+        reaches them)."""
+        if self.examples is None:
+            return self.replicated(tree)
+        count = self.examples.count
+
+        def padded(leaf):
+            leaf = np.asarray(leaf)
+            extra = -leaf.shape[0] % count
+            return np.concatenate([leaf, np.repeat(leaf[:1], extra, 0)]) if extra else leaf
+
+        return self.examples.put(jax.tree.map(padded, tree))
+
+
+def device_bytes(tree: Any) -> int:
+    """Bytes each device holds of ``tree``'s arrays (a split array: one shard's)."""
+    return sum(
+        math.prod(leaf.sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
+        if isinstance(leaf, jax.Array)
+        else leaf.nbytes
+        for leaf in jax.tree.leaves(tree)
+    )
 
 
 def bucket(width: int) -> int:

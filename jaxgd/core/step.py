@@ -318,6 +318,7 @@ def train_step(
     noise_every: int = 1,
     measure_now: jax.Array | bool = True,
     divergence: float = DEFAULT_DIVERGENCE,
+    batch_size: int | None = None,
 ) -> tuple[TrainState, StepMetrics]:
     """One mini-batch update: g = ∇ [Σ m_i ℓ(θ, x_i) / Σ m_i], then the optimizer's update.
 
@@ -329,12 +330,14 @@ def train_step(
     the plain gradient and records 0. ``measure_now`` is a Python bool where the caller
     knows statically which steps measure (``scan_steps``); an array (a scalar the same
     for all configs, so a real branch) puts the halves' gradient, computed besides the
-    plain one, under a ``lax.cond``, which costs more.
+    plain one, under a ``lax.cond``, which costs more. ``batch_size``: the batch's width
+    before it was padded with masked examples for an example-split mesh (default: the
+    mask's), which decides whether the noise can be measured at all (not at 1).
     """
 
     noise = any(isinstance(probe, GradientNoise) for probe in probes)
     measured = {}
-    single = mask.shape[0] < 2
+    single = (mask.shape[0] if batch_size is None else batch_size) < 2
     if noise and measure_now is True:  # the halves give the update too
         sums = half_sums(problem, state.params, batch, mask)
         safe = jnp.maximum(sums.count, jnp.ones_like(sums.count))

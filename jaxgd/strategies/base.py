@@ -23,7 +23,7 @@ import optax
 
 from ..configs import ResolvedConfigs
 from ..core.compile import CompiledFunction
-from ..core.layout import Placement, host_take, put_like, to_host
+from ..core.layout import ExampleSplit, Placement, host_take, put_like, to_host
 from ..core.memory import compiled_bytes
 from ..core.state import DEFAULT_DIVERGENCE, TrainState, init_states
 from ..core.step import Probe
@@ -46,7 +46,8 @@ PyTree = Any
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ProgramSpec:
     """The static settings every program has; a strategy's settings extend it. Being
-    frozen and hashable, settings key the compiled program."""
+    frozen and hashable, settings key the compiled program. ``examples``: the split of
+    each batch's example axis over the mesh (``core.layout.ExampleSplit``), or None."""
 
     problem: Problem
     optimizer: Optimizer
@@ -57,6 +58,7 @@ class ProgramSpec:
     eval_batch_size: int = 1024
     probes: tuple[Probe, ...] = ()
     divergence: float = DEFAULT_DIVERGENCE
+    examples: ExampleSplit | None = None
 
     def placeholder_tx(self) -> optax.GradientTransformation:
         """A transformation for ``update`` calls: inject_hyperparams reads every

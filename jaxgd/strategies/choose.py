@@ -5,7 +5,8 @@ its own batch size; ``nested`` compiles one program holding an inner scan per ba
 (the grouped arithmetic, one compilation); ``accumulate`` compiles one program that walks
 every config in micro-batches of m = gcd of all batch sizes. ``auto``: one batch size →
 grouped; several fixed sizes → nested; the norm test → accumulate; schedules →
-accumulate unless ``accumulate_overhead`` exceeds ``AUTO_MAX_OVERHEAD``, then grouped.
+accumulate unless ``accumulate_overhead`` exceeds ``AUTO_MAX_OVERHEAD``, then grouped. On
+a mesh with an ``"examples"`` axis, grouped always (it alone splits each batch).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def _per_epoch(size, epochs: int) -> list[int]:
 def _auto(configs: ResolvedConfigs, context: PlanContext, all_sizes) -> str:
     if configs.adaptive.any():
         return "accumulate"
+    if context.placement is not None and context.placement.examples is not None:
+        return "grouped"  # the one that splits batches over an "examples" mesh axis
     schedules = configs.used_batch_sizes()
     if not any(isinstance(b, BatchSchedule) for b in schedules):
         return "grouped" if len(schedules) == 1 else "nested"

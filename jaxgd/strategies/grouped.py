@@ -54,11 +54,23 @@ class GroupedSettings(ProgramSpec):
         the noise is not measured)."""
         return noise_every(self.plan.batch_size) if GradientNoise() in self.probes else 1
 
+    @property
+    def batch_width(self) -> int:
+        """A step's batch as the program holds it: the batch size, or on a mesh with an
+        ``"examples"`` axis padded with masked examples to a multiple of its devices
+        (``core.layout.ExampleSplit.width``; of twice as many when the noise is
+        measured, so that the batch's halves split as the batch does)."""
+        if self.examples is None:
+            return self.plan.batch_size
+        return self.examples.width(self.plan.batch_size, pairs=GradientNoise() in self.probes)
+
 
 def grouped_step(settings: GroupedSettings) -> Callable:
     """``step(states, batch, mask, measure_now)`` for states ``[U, M]``, each seed's batch
     ``[U, B, ...]`` and mask ``[U, B]`` read by its row; ``core.step.scan_steps`` passes
-    the static ``measure_now`` every ``settings.measure_every`` steps."""
+    the static ``measure_now`` every ``settings.measure_every`` steps. With
+    ``settings.examples`` the batch is padded to a multiple of the devices it is split
+    over (``core.layout.ExampleSplit``) and split along its example axis."""
     step = functools.partial(
         train_step,
         problem=settings.problem,
@@ -66,9 +78,12 @@ def grouped_step(settings: GroupedSettings) -> Callable:
         probes=settings.probes,
         divergence=settings.divergence,
         noise_every=settings.measure_every,
+        batch_size=settings.plan.batch_size,
     )
 
     def step_all(states, batch, mask, measure_now):
+        if settings.examples is not None:
+            batch, mask = settings.examples.constrain((batch, mask), axis=1)
         configs = vmap_configs(
             functools.partial(step, measure_now=measure_now), settings.config_block
         )
@@ -87,6 +102,8 @@ def grouped_chunk(states, shuffle_keys, first_epoch, stop, train, evals, *, sett
         epoch, _ = xs
         orders = epoch_orders(shuffle_keys, epoch, plan.num_examples, settings.shuffle)
         indices, masks = jax.vmap(functools.partial(batch_indices, plan))(orders)
+        if settings.examples is not None:
+            indices, masks = settings.examples.pad(indices, masks, settings.batch_width)
 
         def one_step(states, xs, measure_now):
             step_indices, step_mask = xs

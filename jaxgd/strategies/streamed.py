@@ -136,17 +136,25 @@ class StreamedProgram(GroupedProgram):
 
     def host_window(self, epoch: int, window: int) -> tuple:
         """Window ``window`` of ``epoch``: its batches and masks, gathered on the host
-        and put on every device of the program (asynchronously)."""
+        and put on every device of the program (asynchronously), or with an
+        ``"examples"`` mesh axis, each batch padded to the program's width and the
+        window's rows split over that axis."""
         settings = self.settings_by_epoch[epoch]
         first, steps = self.windows(settings)[window]
         if self.host_orders is None or self.host_orders[0] != epoch:
             self.host_orders = (epoch, to_host(self.orders_of(epoch)))
         orders = self.host_orders[1]
         indices, masks = host_batch_indices(settings.plan, orders, first, steps)
+        if settings.examples is not None:  # padded to the program's batch width
+            indices, masks = settings.examples.pad(indices, masks, settings.batch_width)
         if indices.shape not in self.positions:  # the same for every window of a length
             positions = np.arange(indices.size, dtype=np.int32).reshape(indices.shape)
             self.positions[indices.shape] = self.layout.put_rows(positions)
-        rows, masks = self.layout.put_rows((self.train.gather(indices.reshape(-1)), masks))
+        rows = self.train.gather(indices.reshape(-1))
+        if settings.examples is None:
+            rows, masks = self.layout.put_rows((rows, masks))
+        else:  # each device receives 1/n of the window's examples, never the whole window
+            rows, masks = settings.examples.put(rows), self.layout.put_rows(masks)
         return rows, self.positions[indices.shape], masks
 
     def orders_of(self, epoch: int) -> jax.Array:
@@ -193,8 +201,11 @@ class StreamedProgram(GroupedProgram):
         replicated = NamedSharding(self.layout.placement.mesh, PartitionSpec())
         seeds = len(self.layout.unique_seeds)
 
-        def abstract(shape, dtype):
-            return jax.ShapeDtypeStruct(shape, dtype, sharding=replicated)
+        def abstract(shape, dtype, examples=None):
+            if examples is None:
+                return jax.ShapeDtypeStruct(shape, dtype, sharding=replicated)
+            sharding = examples.sharding(len(shape), axis=0)  # a window's rows, split
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
 
         for settings in dict.fromkeys(self.settings_by_epoch):
             orders_args = (self.shuffle_keys, abstract((), np.int32))
@@ -203,10 +214,13 @@ class StreamedProgram(GroupedProgram):
             windows = self.windows(settings)
             window_metrics = {}
             for steps in dict.fromkeys(steps for _, steps in windows):
-                shape = (steps, seeds, settings.plan.batch_size)
+                shape = (steps, seeds, settings.batch_width)
                 count = math.prod(shape)
                 rows = jax.tree.map(
-                    lambda s, n=count: abstract((n, *s.shape), s.dtype), self.train.example
+                    lambda s, n=count, split=settings.examples: abstract(
+                        (n, *s.shape), s.dtype, split
+                    ),
+                    self.train.example,
                 )
                 positions = abstract(shape, np.int32)
                 args = (self.states, stop, rows, positions, abstract(shape, bool))
@@ -313,21 +327,25 @@ class StreamedProgram(GroupedProgram):
 
 
 def stream_bytes(
-    train: HostData, configs: ResolvedConfigs, epochs: int, noise_measured: bool
+    train: HostData, configs: ResolvedConfigs, epochs: int, noise_measured: bool, split: int = 1
 ) -> int:
-    """Bytes of streamed data on each device (every device holds every seed's batches):
-    between chunks each program keeps the next window it prefetched and two epochs'
-    orders ``[U, N]`` int32 (the current and the next, dispatched ahead); while one
-    trains, its window is on the device too. Windows counted at their widest epoch."""
+    """Bytes of streamed data on each device (every device holds every seed's batches,
+    or 1/``split`` of each over a mesh axis "examples"): between chunks each program
+    keeps the next window it prefetched and two epochs' orders ``[U, N]`` int32 (the
+    current and the next, dispatched ahead); while one trains, its window is on the
+    device too. Windows counted at their widest epoch."""
     total = widest = 0
     for _, size, members in configs.groups():
         seeds = np.unique(configs.seed[members]).size
         sizes = size.per_epoch(epochs) if isinstance(size, BatchSchedule) else [size]
-        window = max(
-            train.window_nbytes(
-                BatchPlan(train.num_examples, b), seeds, noise_every(b) if noise_measured else 1
+        window = (
+            max(
+                train.window_nbytes(
+                    BatchPlan(train.num_examples, b), seeds, noise_every(b) if noise_measured else 1
+                )
+                for b in set(sizes)
             )
-            for b in set(sizes)
+            // split
         )
         total += window + 2 * seeds * train.num_examples * 4
         widest = max(widest, window)
