@@ -28,10 +28,12 @@ def _run(script: str, *args: str, out: Path) -> dict:
 
 @pytest.mark.slow
 def test_bookkeeping_and_large_sweep(tmp_path):
-    _run("bookkeeping.py", "--configs", "500", out=tmp_path)
+    # two fresh processes (the default is three): the repeated runs and their median
+    _run("bookkeeping.py", "--configs", "500", "--repeats", "2", out=tmp_path)
     book = json.loads((tmp_path / "bookkeeping.json").read_text())
     parts = book["compile_seconds"] + book["run_seconds"] + book["outside_compiled_seconds"]
     assert book["configs"] == 500 and parts == pytest.approx(book["wall_seconds"])
+    assert book["repeats"] == len(book["runs"]) == 2
     _run(
         "large_sweep.py",
         "--configs",
