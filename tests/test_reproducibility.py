@@ -12,6 +12,10 @@ import pytest
 import jaxgd
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# A bare environment (nothing of the suite's, XLA_FLAGS included) with the disk cache off:
+# each child compiles its own programs (a loaded executable would make the second child's
+# result equal by construction), and nothing is written to ~/.cache.
+ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "JAXGD_CACHE_DIR": ""}
 
 SCRIPT = """
 import sys
@@ -36,7 +40,7 @@ def test_same_seed_is_bitwise_across_processes(tmp_path):
             text=True,
             timeout=300,
             cwd=ROOT,
-            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+            env=ENV,
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
         results.append(jaxgd.SweepResult.load(tmp_path / name))
@@ -66,7 +70,7 @@ def test_reproducibility_script_quick(tmp_path):
         text=True,
         timeout=600,
         cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env=ENV,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     results = json.loads(out.read_text())["results"]
