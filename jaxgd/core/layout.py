@@ -218,13 +218,14 @@ class Placement:
 
 
 def device_bytes(tree: Any) -> int:
-    """Bytes each device holds of ``tree``'s arrays (a split array: one shard's)."""
-    return sum(
-        math.prod(leaf.sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
-        if isinstance(leaf, jax.Array)
-        else leaf.nbytes
-        for leaf in jax.tree.leaves(tree)
-    )
+    """Bytes each device holds of ``tree``'s arrays or ``jax.ShapeDtypeStruct``s (a split
+    one: one shard's; without a sharding: the whole)."""
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        sharding = getattr(leaf, "sharding", None)
+        shape = leaf.shape if sharding is None else sharding.shard_shape(leaf.shape)
+        total += math.prod(shape) * np.dtype(leaf.dtype).itemsize
+    return total
 
 
 def bucket(width: int) -> int:

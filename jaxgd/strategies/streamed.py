@@ -47,7 +47,7 @@ from .._io import kill_point
 from ..configs import ResolvedConfigs
 from ..core.compile import CompiledFunction
 from ..core.epoch import epoch_history, epoch_orders
-from ..core.layout import to_host
+from ..core.layout import device_bytes, to_host
 from ..core.memory import compiled_bytes
 from ..core.state import stop_where
 from ..core.step import noise_every, scan_steps, sum_steps
@@ -234,7 +234,7 @@ class StreamedProgram(GroupedProgram):
 
     def compile(self, on_compile: Callable) -> None:
         self.executables_by_key = {}
-        states = _nbytes(self.states)
+        states = device_bytes(self.states)
         # (executable, bytes of its analysis counted elsewhere: the memory plan's data, or
         # less the states it does not take, which stay on the device while it runs)
         self.streamed_bytes = []
@@ -249,7 +249,7 @@ class StreamedProgram(GroupedProgram):
                 data = args[2]
             else:  # the orders it returns, and the states meanwhile on the device
                 data = executable.out_info
-            counted = _nbytes(data) - (0 if function in (_WINDOW, _EPOCH_END) else states)
+            counted = device_bytes(data) - (0 if function in (_WINDOW, _EPOCH_END) else states)
             self.streamed_bytes.append((executable, counted))
             return executable
 
@@ -350,13 +350,6 @@ def stream_bytes(
         total += window + 2 * seeds * train.num_examples * 4
         widest = max(widest, window)
     return total + widest
-
-
-def _nbytes(tree: PyTree) -> int:
-    """Bytes of a pytree of arrays or ``jax.ShapeDtypeStruct``s."""
-    return sum(
-        math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)
-    )
 
 
 def _shape_key(args: tuple) -> tuple:
